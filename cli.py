@@ -1,0 +1,8 @@
+#!/usr/bin/env python
+"""Thin entry point, the same as the ``kcompress`` console script: ``python cli.py --help``."""
+import sys
+
+from kcompress.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Model directories and output folders: written whole or not at all.
+
+A model directory holds ``model.keras`` (the Keras model, no optimizer state), ``run.json``
+(command, settings, versions, seed, history, metrics, compression statistics, parent) and
+plots. Outputs are built in a hidden sibling folder and renamed into place only when
+complete, so a failure or a kill never leaves a half-written directory under the real name.
+"""
+import contextlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kcompress.errors import UsageError, require
+
+MODEL_FILE = "model.keras"
+RUN_FILE = "run.json"
+
+
+def check_out_dir(out, overwrite=False):
+    """Fail early (exit 2) if ``out`` exists and ``overwrite`` is not set."""
+    require(out, "--out is required")
+    out = Path(out)
+    require(not out.exists() or overwrite, f"--out {out} already exists (use --overwrite to replace it)")
+    require(not out.exists() or out.is_dir(), f"--out {out} exists and is not a directory")
+    return out
+
+
+@contextlib.contextmanager
+def staged_dir(out, overwrite=False):
+    """Yield a temporary folder beside ``out``; rename it to ``out`` if the block succeeds."""
+    out = check_out_dir(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp.chmod(0o755)
+    try:
+        yield tmp
+        if out.exists():
+            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(trash)
+            tmp.rename(out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_model(model, folder):
+    """Save ``model`` as ``folder/model.keras`` (loaded back with ``compile=False``)."""
+    model.save(Path(folder) / MODEL_FILE)
+
+
+def is_model_dir(path):
+    return Path(path, MODEL_FILE).is_file() and Path(path, RUN_FILE).is_file()
+
+
+def load_model(folder):
+    """Load the Keras model of a model directory with Keras' safe mode on (exit 2 if broken)."""
+    from kcompress.backend import keras
+
+    folder = Path(folder)
+    require(folder.is_dir(), f"--from {folder}: no such directory")
+    require(is_model_dir(folder), f"--from {folder}: not a model directory (needs {MODEL_FILE} and {RUN_FILE})")
+    try:
+        return keras.models.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
+    except Exception as e:
+        raise UsageError(f"--from {folder}: cannot load {MODEL_FILE} ({e.__class__.__name__}: {str(e)[:200]})") from None
+
+
+def read_run(folder):
+    """The parsed ``run.json`` of a model directory (exit 2 if missing or corrupt)."""
+    path = Path(folder) / RUN_FILE
+    require(path.is_file(), f"--from {folder}: no {RUN_FILE}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"--from {folder}: {RUN_FILE} is not valid JSON ({e})") from None
+
+
+def write_json(path, obj):
+    """Write ``obj`` as indented JSON (numpy scalars and arrays converted)."""
+    Path(path).write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def versions():
+    """Versions of the libraries that decide a run's numbers."""
+    import importlib.metadata as md
+
+    pkgs = ("kcompress", "tensorflow", "tf-keras", "tensorflow-model-optimization", "keras-tuner", "tf2onnx", "onnxruntime", "ai-edge-litert", "numpy")
+    out = {"python": platform.python_version()}
+    for p in pkgs:
+        try:
+            out[p] = md.version(p)
+        except md.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def run_record(kind, settings, **extra):
+    """The common head of every ``run.json``: what ran, with what, when and where."""
+    return {
+        "kind": kind,
+        "command": sys.argv if Path(sys.argv[0]).name in ("cli.py", "kcompress") else None,
+        "settings": settings,
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }

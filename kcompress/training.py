@@ -1,0 +1,148 @@
+"""The one training loop every command shares: compile, fit with callbacks, record.
+
+:func:`fit` trains a model on a :class:`~kcompress.data.Dataset` with the settings of a
+:class:`TrainConfig` (optimizer, learning-rate schedule, batch size, early stopping,
+resumption, NaN guard), optionally adding penalty terms (see :mod:`kcompress.penalty`),
+and returns the per-epoch history. Reference training, fine-tuning after compression,
+LC L-steps and tuner trials all go through it.
+"""
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from kcompress.backend import keras
+from kcompress.errors import TrainingDiverged, require
+from kcompress.objectives import get_loss, keras_metrics
+from kcompress.penalty import PenalizedModel
+
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("fixed", "step", "plateau")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a model is trained (all of it lands in run.json)."""
+
+    epochs: int = 30
+    batch_size: object = 64  # an int, or "full" for full-batch training
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    lr_schedule: str = "fixed"
+    gamma: float = 0.1
+    step_size: int = 10
+    plateau_patience: int = 5
+    patience: int = 0  # early stopping patience in epochs; 0 = off
+    monitor: str = "val_loss"
+    loss: str = None  # None: xent for classification, mse for regression
+    lse_temperature: float = 1e-3
+    verbose: int = 2
+
+    @classmethod
+    def from_dict(cls, d):
+        """A config from a dict, ignoring keys that are not config fields."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names and v is not None})
+
+    def to_dict(self):
+        return asdict(self)
+
+    def validate(self):
+        require(int(self.epochs) > 0, f"--epochs must be positive, got {self.epochs}")
+        require(float(self.lr) > 0 and math.isfinite(float(self.lr)), f"--lr must be positive, got {self.lr}")
+        require(
+            self.batch_size == "full" or (str(self.batch_size).isdigit() and int(self.batch_size) > 0),
+            f"--batch-size must be a positive integer or 'full', got {self.batch_size}",
+        )
+        require(self.optimizer in OPTIMIZERS, f"unknown --optimizer {self.optimizer!r} (one of {', '.join(OPTIMIZERS)})")
+        require(self.lr_schedule in LR_SCHEDULES, f"unknown --lr-schedule {self.lr_schedule!r} (one of {', '.join(LR_SCHEDULES)})")
+        require(0 <= float(self.momentum) < 1, f"--momentum must be in [0, 1), got {self.momentum}")
+        require(0 < float(self.gamma) <= 1, f"--gamma must be in (0, 1], got {self.gamma}")
+        require(int(self.step_size) > 0, f"--step-size must be positive, got {self.step_size}")
+        require(int(self.patience) >= 0, f"--patience must be >= 0, got {self.patience}")
+        return self
+
+    def batch_for(self, n):
+        return n if self.batch_size == "full" else int(self.batch_size)
+
+
+def make_optimizer(cfg, lr=None):
+    """The optimizer of ``cfg`` at learning rate ``lr`` (default ``cfg.lr``)."""
+    lr = float(cfg.lr if lr is None else lr)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    return keras.optimizers.SGD(lr, momentum=float(cfg.momentum), nesterov=bool(cfg.nesterov))
+
+
+def compile_model(model, data, cfg, optimizer=None):
+    """Compile ``model`` with ``cfg``'s optimizer, the task's loss and its metrics."""
+    model.compile(
+        optimizer=optimizer or make_optimizer(cfg),
+        loss=get_loss(cfg.loss, data.task, cfg.lse_temperature),
+        metrics=keras_metrics(data),
+    )
+    return model
+
+
+def schedule_callbacks(cfg, has_val):
+    """Learning-rate schedule and early stopping callbacks for ``cfg``."""
+    monitor = cfg.monitor if has_val or not cfg.monitor.startswith("val_") else cfg.monitor[4:]
+    callbacks = []
+    if cfg.lr_schedule == "step":
+        base, gamma, step = float(cfg.lr), float(cfg.gamma), int(cfg.step_size)
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: base * gamma ** (epoch // step)))
+    elif cfg.lr_schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=float(cfg.gamma), patience=int(cfg.plateau_patience))
+        )
+    if int(cfg.patience) > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=int(cfg.patience), restore_best_weights=True))
+    return callbacks
+
+
+class _NaNGuard(keras.callbacks.TerminateOnNaN):
+    """Keras' TerminateOnNaN, remembering that it fired so that :func:`fit` can raise."""
+
+    fired = False
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.fired = True
+        super().on_batch_end(batch, logs)
+
+
+def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=True, initial_epoch=0):
+    """Train ``model`` on ``data`` with ``cfg``; return the per-epoch history as a dict of lists.
+
+    ``penalties`` are :class:`~kcompress.penalty.PenaltyTerm` objects added to the loss;
+    ``backup_dir`` makes the run resumable after a kill (Keras BackupAndRestore);
+    ``compile=False`` keeps an optimizer that the caller compiled (e.g. to carry momentum
+    across LC steps). Raises :class:`TrainingDiverged` if the loss becomes NaN/inf.
+    """
+    cfg.validate()
+    trainee = PenalizedModel(model, penalties) if penalties else model
+    if compile or penalties:
+        compile_model(trainee, data, cfg, optimizer=None if compile else model.optimizer)
+    guard = _NaNGuard()
+    all_callbacks = [guard, *schedule_callbacks(cfg, data.has_val), *callbacks]
+    if backup_dir:
+        all_callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
+    history = trainee.fit(
+        data.x_train,
+        data.y_train,
+        batch_size=cfg.batch_for(len(data.x_train)),
+        epochs=int(cfg.epochs) + int(initial_epoch),
+        initial_epoch=int(initial_epoch),
+        validation_data=(data.x_val, data.y_val) if data.has_val else None,
+        callbacks=all_callbacks,
+        verbose=cfg.verbose,
+    )
+    if guard.fired:
+        raise TrainingDiverged(
+            f"the loss became NaN/inf at epoch {len(history.epoch) + int(initial_epoch)}: lower --lr "
+            f"(now {cfg.lr}) or change --optimizer/--loss; nothing was saved"
+        )
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}

@@ -1,0 +1,28 @@
+"""Shared fixtures: a small trained reference model, built once per test session."""
+import numpy as np
+import pytest
+
+import kcompress  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+
+
+@pytest.fixture(scope="session")
+def reference_dir(tmp_path_factory):
+    """A LeNet-300-100 model directory trained 2 epochs on the bundled MNIST sample."""
+    from kcompress import api
+
+    out = tmp_path_factory.mktemp("ref") / "lenet300"
+    api.train(out, model="lenet300", data="mnist-sample", epochs=2, seed=0, verbose=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def reference(reference_dir):
+    """The :class:`~kcompress.methods.base.Reference` of ``reference_dir``."""
+    from kcompress.api import load_reference
+
+    return load_reference(reference_dir)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -45,12 +45,14 @@ def build_model(name, input_shape, output_dim, hidden=None, activation="relu"):
     x = {"lenet300": _mlp_trunk, "index64": _mlp_trunk, "lenet5": _lenet5_trunk, "convnet": _convnet_trunk}[name](
         inputs, act
     )
-    init = keras.initializers.RandomNormal(0.0, 0.05) if name == "index64" else "glorot_uniform"
+    def init():  # a fresh initializer per layer, so that layers do not get identical weights
+        return keras.initializers.RandomNormal(0.0, 0.05) if name == "index64" else "glorot_uniform"
+
     for i, width in enumerate(hidden, start=1):
-        x = keras.layers.Dense(width, activation=act, kernel_initializer=init, name=f"dense_{i}")(x)
+        x = keras.layers.Dense(width, activation=act, kernel_initializer=init(), name=f"dense_{i}")(x)
     out_name = f"dense_{len(hidden) + 1}"
     if name == "index64":
-        x = keras.layers.Dense(output_dim, kernel_initializer=init, name=out_name)(x)
+        x = keras.layers.Dense(output_dim, kernel_initializer=init(), name=out_name)(x)
         outputs = keras.layers.LeakyReLU(0.05, name="output")(x)
     else:
         outputs = keras.layers.Dense(output_dim, name=out_name)(x)

@@ -74,8 +74,8 @@ def load_reference(folder, data=None):
     """
     from kcompress.methods.base import Reference
 
-    run = read_run(folder)
     model = load_model(folder)
+    run = read_run(folder)
     s = run.get("settings", {})
     ds = load_dataset(data or s.get("data", "mnist-sample"), s.get("val_split", 0.0), run.get("seed", 0))
     want = tuple(model.inputs[0].shape[1:])

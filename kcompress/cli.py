@@ -8,7 +8,7 @@ or ``batch_size``); flags given on the command line win over the file.
 import argparse
 import sys
 
-from kcompress.errors import TrainingDiverged, UsageError
+from kcompress.errors import CheckFailed, TrainingDiverged, UsageError
 
 PROG = "kcompress"
 
@@ -90,7 +90,8 @@ def _compress_parser(sub):
         g = p.add_argument_group(f"--method {name}: {mod.HELP}")
         before = {a.dest for a in p._actions}
         mod.add_arguments(g)
-        groups[name] = [a.dest for a in p._actions if a.dest not in before]
+        # SHARED_SETTINGS: dests of flags a method shares with another one that may have defined them first
+        groups[name] = [a.dest for a in p._actions if a.dest not in before] + list(getattr(mod, "SHARED_SETTINGS", ()))
     p.set_defaults(_method_keys=groups)
     _common(p)
 
@@ -207,6 +208,11 @@ def main(argv=None):
         if debug:
             raise
         print(f"{PROG}: training diverged: {e}", file=sys.stderr)
+        return 1
+    except CheckFailed as e:
+        if debug:
+            raise
+        print(f"{PROG}: check failed: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

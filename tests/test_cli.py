@@ -1,0 +1,81 @@
+"""The command line: bad input exits 2 with one line, no traceback, nothing written."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kcompress.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fails_cleanly(capsys, argv, needle, out=None):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and needle in err, err
+    if out is not None:
+        assert not Path(out).exists() and not list(Path(out).parent.glob(f".{Path(out).name}.partial-*"))
+
+
+@pytest.fixture
+def bad_npz(tmp_path):
+    def make(**arrays):
+        p = tmp_path / f"bad{len(list(tmp_path.glob('bad*.npz')))}.npz"
+        np.savez(p, **arrays)
+        return str(p)
+    return make
+
+
+def test_train_bad_input(capsys, tmp_path, bad_npz):
+    out = str(tmp_path / "m")
+    cases = [
+        (["--model", "vgg"], "unknown --model 'vgg'"),
+        (["--data", "imagenet"], "unknown --data 'imagenet'"),
+        (["--data", str(tmp_path / "missing.npz")], "file not found"),
+        (["--data", bad_npz(x_train=np.zeros((3, 2)))], "lacks array"),
+        (["--data", bad_npz(x_train=np.zeros((3, 2)), y_train=np.zeros(2, int), x_test=np.zeros((1, 2)), y_test=np.zeros(1, int))], "has 3 rows but y_train has 2"),
+        (["--data", bad_npz(x_train=np.zeros((3, 2)), y_train=np.array([0, 1, 2]), x_test=np.zeros((1, 2)), y_test=np.array([7]))], "out of range"),
+        (["--model", "lenet5", "--data", "keys:uniform:100"], "needs image inputs"),
+        (["--epochs", "0"], "--epochs must be positive"),
+        (["--lr", "-1"], "--lr must be positive"),
+        (["--batch-size", "0"], "--batch-size must be a positive integer"),
+        (["--hidden", "3x"], "--hidden"),
+        (["--epochs", "ten"], "invalid int value"),
+    ]
+    for extra, needle in cases:
+        _fails_cleanly(capsys, ["train", "--out", out, *extra], needle, out)
+
+
+def test_existing_out_and_bad_model_directories(capsys, tmp_path, reference_dir):
+    _fails_cleanly(capsys, ["train", "--out", str(reference_dir)], "already exists (use --overwrite")
+    _fails_cleanly(capsys, ["evaluate", "--from", str(tmp_path)], "not a model directory")
+    broken = tmp_path / "broken"
+    shutil.copytree(reference_dir, broken)
+    (broken / "model.keras").write_bytes(b"garbage")
+    _fails_cleanly(capsys, ["evaluate", "--from", str(broken)], "cannot load model.keras")
+    _fails_cleanly(capsys, ["export", "--from", str(reference_dir), "--format", "coreml", "--out", str(tmp_path / "e")],
+                   "--format: unknown coreml", tmp_path / "e")
+    _fails_cleanly(capsys, ["evaluate", "--from", str(reference_dir), "--data", "keys:uniform:50"], "do not fit the model's input")
+
+
+def test_config_file_gives_flags_and_rejects_unknown_keys(capsys, tmp_path):
+    from kcompress.cli import parse
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text("epochs: 7\nbatch-size: full\n")
+    args = parse(["train", "--out", "x", "--config", str(conf), "--epochs", "9"])
+    assert args.epochs == 9 and args.batch_size == "full"
+    conf.write_text("epoch: 7\n")
+    _fails_cleanly(capsys, ["train", "--out", "x", "--config", str(conf)], "unknown setting(s) epoch")
+
+
+def test_console_entry_point_exits_2_on_bad_input(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "--epochs", "-3", "--out", str(tmp_path / "m")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("kcompress")]
+    assert lines == ["kcompress: error: --epochs must be positive, got -3"] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m").exists()

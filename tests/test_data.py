@@ -1,0 +1,84 @@
+"""Datasets: bundled MNIST, learned-index keys (generated and from files), npz validation."""
+import numpy as np
+import pytest
+
+from kcompress.data import generate_keys, key_bits, load_dataset, read_keys_file
+from kcompress.errors import UsageError
+
+
+def test_bundled_mnist_sample_is_real_mnist_shapes():
+    ds = load_dataset("mnist-sample")
+    assert ds.x_train.shape == (5000, 28, 28) and ds.x_test.shape == (10000, 28, 28)
+    assert ds.x_train.dtype == np.float32 and 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+    assert ds.task == "classification" and ds.num_classes == 10
+    assert np.bincount(ds.y_train).tolist() == [500] * 10
+
+
+def test_val_split_is_seeded_and_disjoint():
+    a, b = load_dataset("mnist-sample", 0.1, seed=3), load_dataset("mnist-sample", 0.1, seed=3)
+    assert len(a.x_val) == 500 and len(a.x_train) == 4500
+    np.testing.assert_array_equal(a.y_val, b.y_val)
+    flat = lambda x: {r.tobytes() for r in x.reshape(len(x), -1)}  # noqa: E731
+    assert not flat(a.x_val) & flat(a.x_train)
+
+
+@pytest.mark.parametrize("dist", ["uniform", "normal", "lognormal"])
+def test_keys_are_sorted_distinct_and_features_are_their_bits(dist):
+    ds = load_dataset(f"keys:{dist}:2000")
+    assert ds.task == "regression" and ds.x_train.shape == (2000, 64) and ds.y_scale == 1999
+    keys = generate_keys(dist, 2000)
+    assert np.all(np.diff(keys.astype(np.float64)) > 0) or np.all(keys[1:] > keys[:-1])
+    bits = ds.x_train.astype(np.uint8)
+    decoded = np.packbits(bits, axis=1).view(">u8").ravel()
+    np.testing.assert_array_equal(decoded, keys)
+    np.testing.assert_allclose(ds.y_train.ravel() * ds.y_scale, np.arange(2000), atol=1e-3)
+
+
+def test_key_files_text_npy_and_sosd_give_the_same_keys(tmp_path):
+    keys = generate_keys("lognormal", 500, seed=1)
+    (tmp_path / "k.txt").write_text("\n".join(str(int(k)) for k in keys[::-1]))
+    np.save(tmp_path / "k.npy", keys)
+    with open(tmp_path / "k_uint64", "wb") as f:
+        f.write(np.array([len(keys)], "<u8").tobytes() + keys.astype("<u8").tobytes())
+    for name in ("k.txt", "k.npy", "k_uint64"):
+        np.testing.assert_array_equal(read_keys_file(str(tmp_path / name)), keys)
+    np.testing.assert_array_equal(load_dataset(f"keys-file:{tmp_path / 'k_uint64'}").x_test, key_bits(keys))
+
+
+def test_sosd_file_with_wrong_count_is_refused(tmp_path):
+    p = tmp_path / "bad_uint64"
+    p.write_bytes(np.array([10, 1, 2], "<u8").tobytes())
+    with pytest.raises(UsageError, match="SOSD header says 10 keys"):
+        read_keys_file(str(p))
+
+
+def _npz(tmp_path, **arrays):
+    p = tmp_path / "d.npz"
+    np.savez(p, **arrays)
+    return str(p)
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (dict(x_train=np.zeros((4, 3)), y_train=np.zeros(4, int)), "lacks array"),
+        (dict(x_train=np.zeros((4, 3)), y_train=np.zeros(3, int), x_test=np.zeros((2, 3)), y_test=np.zeros(2, int)), "has 4 rows but y_train has 3"),
+        (dict(x_train=np.zeros((4, 3)), y_train=np.array([0, 1, 1, 0]), x_test=np.zeros((2, 3)), y_test=np.array([0, 5])), "out of range"),
+        (dict(x_train=np.zeros((4, 3)), y_train=np.array([0, -1, 1, 0]), x_test=np.zeros((2, 3)), y_test=np.array([0, 1])), "out of range"),
+    ],
+)
+def test_bad_npz_is_a_usage_error(tmp_path, arrays, message):
+    with pytest.raises(UsageError, match=message):
+        load_dataset(_npz(tmp_path, **arrays))
+
+
+def test_npz_regression_and_unknown_specs(tmp_path):
+    ds = load_dataset(_npz(tmp_path, x_train=np.ones((4, 3)), y_train=np.ones(4) * 0.5, x_test=np.ones((2, 3)), y_test=np.ones(2)))
+    assert ds.task == "regression" and ds.input_shape == (3,)
+    for spec, msg in [("cifar", "unknown --data"), ("keys:zipf:10", "unknown distribution"), ("keys:uniform:x", "N must be"),
+                      (str(tmp_path / "none.npz"), "file not found")]:
+        with pytest.raises(UsageError, match=msg):
+            load_dataset(spec)
+    (tmp_path / "junk.npz").write_text("not a zip")
+    with pytest.raises(UsageError, match="not a readable npz"):
+        load_dataset(str(tmp_path / "junk.npz"))

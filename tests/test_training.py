@@ -1,0 +1,99 @@
+"""Training: the model directory it writes, loss/metric values, schedules, NaN, resumption."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from kcompress import api
+from kcompress.backend import keras, tf
+from kcompress.data import load_dataset
+from kcompress.errors import TrainingDiverged
+from kcompress.modeldir import load_model
+from kcompress.objectives import ErrorRate, LogSumExpError, MaxAbsError, evaluate_model
+from kcompress.penalty import QuadraticPenalty
+from kcompress.training import TrainConfig, fit
+from kcompress.zoo import build_model
+
+
+@pytest.fixture(scope="module")
+def small_mnist():
+    ds = load_dataset("mnist-sample", 0.1)
+    return replace(ds, x_train=ds.x_train[:800], y_train=ds.y_train[:800], x_test=ds.x_test[:500], y_test=ds.y_test[:500])
+
+
+def test_train_writes_a_complete_model_directory_that_round_trips(reference_dir, reference):
+    run = json.loads((reference_dir / "run.json").read_text())
+    assert {"command", "settings", "versions", "seed", "history", "metrics", "dataset"} <= set(run)
+    assert run["settings"]["epochs"] == 2 and len(run["history"]["loss"]) == 2 and "val_error" in run["history"]
+    assert run["versions"]["tf-keras"].startswith("2.21")
+    assert (reference_dir / "training.png").stat().st_size > 0 and (reference_dir / "confusion.png").exists()
+    reloaded = load_model(reference_dir)
+    x = reference.data.x_test[:100]
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), reference.model.predict(x, verbose=0), atol=1e-6)
+    assert evaluate_model(reloaded, reference.data)["test_error"] == pytest.approx(run["metrics"]["test_error"])
+    assert run["metrics"]["test_error"] < 15.0  # two epochs on 5k images already learn MNIST
+
+
+def test_lse_tends_to_the_max_error_and_metrics_match_numpy():
+    y, p = np.array([[0.0], [0.0], [0.0]], np.float32), np.array([[0.1], [-0.3], [0.2]], np.float32)
+    assert float(LogSumExpError(1e-4)(y, p)) == pytest.approx(0.3, abs=2e-3)
+    assert float(LogSumExpError(1.0)(y, p)) < 0.3
+    m = MaxAbsError(scale=100.0)
+    m.update_state(y, p)
+    assert float(m.result()) == pytest.approx(30.0)
+    e = ErrorRate()
+    e.update_state(np.array([0, 1, 2, 1]), np.eye(3)[[0, 1, 1, 1]])
+    assert float(e.result()) == pytest.approx(25.0)
+
+
+def test_index64_with_lse_reports_epsilon():
+    ds = load_dataset("keys:lognormal:2000")
+    model = build_model("index64", ds.input_shape, 1)
+    fit(model, ds, TrainConfig(epochs=2, optimizer="adam", lr=1e-3, loss="lse", batch_size=256, verbose=0))
+    m = evaluate_model(model, ds)
+    assert set(m) >= {"max_error", "mae"} and 0 < m["mae"] <= m["max_error"] <= 2000
+    assert model.layers[-1].get_config()["alpha"] == pytest.approx(0.05)
+
+
+def test_step_schedule_decays_the_learning_rate(small_mnist):
+    model = build_model("lenet300", small_mnist.input_shape, 10, hidden=(16,))
+    cfg = TrainConfig(epochs=4, lr=0.1, lr_schedule="step", gamma=0.5, step_size=2, verbose=0)
+    lrs = []
+    fit(model, small_mnist, cfg, callbacks=[keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda e, logs: lrs.append(float(model.optimizer.learning_rate)))])
+    assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.05])
+
+
+def test_nan_stops_training_with_a_clear_error(small_mnist, tmp_path):
+    with pytest.raises(TrainingDiverged, match="lower --lr"):
+        api.train(tmp_path / "nan", data="mnist-sample", hidden="32", epochs=3, optimizer="adam", lr=1e30, verbose=0)
+    assert not (tmp_path / "nan").exists()
+
+
+class _Kill(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:  # killed after two completed epochs
+            raise KeyboardInterrupt
+
+
+def test_training_resumes_after_a_kill(small_mnist, tmp_path):
+    cfg = TrainConfig(epochs=4, verbose=0)
+    model = build_model("lenet300", small_mnist.input_shape, 10, hidden=(16,))
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, small_mnist, cfg, callbacks=[_Kill()], backup_dir=tmp_path / "backup")
+    assert (tmp_path / "backup").exists()
+    resumed = build_model("lenet300", small_mnist.input_shape, 10, hidden=(16,))
+    history = fit(resumed, small_mnist, cfg, backup_dir=tmp_path / "backup")
+    assert len(history["loss"]) == 2  # epochs 3 and 4 only: 1 and 2 were restored
+
+
+def test_penalty_term_is_added_and_logged(small_mnist):
+    model = build_model("lenet300", small_mnist.input_shape, 10, hidden=(8,))
+    kernel = model.get_layer("dense_1").kernel
+    term = QuadraticPenalty([kernel], mu=2.0, name="pull")
+    with tf.GradientTape() as tape:
+        value = term()
+    np.testing.assert_allclose(tape.gradient(value, kernel).numpy(), 2.0 * kernel.numpy(), rtol=1e-5)
+    history = fit(model, small_mnist, TrainConfig(epochs=1, verbose=0), penalties=[term])
+    assert history["pull"][0] > 0 and history["total_loss"][0] > history["loss"][0]

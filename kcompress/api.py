@@ -29,19 +29,27 @@ from kcompress.training import TrainConfig, fit
 from kcompress.zoo import build_model, parse_hidden
 
 
-def train(out, model="lenet300", data="mnist-sample", hidden=None, activation="relu", val_split=0.1, seed=0,
-          overwrite=False, **settings):
+def train(out, model="lenet300", data="mnist-sample", hidden=None, activation="relu", val_split=None, seed=0,
+          overwrite=False, strategy="none", **settings):
     """Train zoo ``model`` on ``data`` and write the model directory ``out``.
 
     ``settings`` are :class:`~kcompress.training.TrainConfig` fields (epochs, lr, ...). A run
     killed half-way resumes from its last epoch when the same command is run again.
-    Returns the ``run.json`` record.
+    ``strategy`` (none, mirrored, multiworker) distributes training, see :mod:`kcompress.distribute`.
+    ``val_split`` defaults to 0.1, and to 0 for learned-index keys (an index must hold every
+    key). Returns the ``run.json`` record.
     """
+    from kcompress import distribute
+
     cfg = TrainConfig.from_dict(settings).validate()
-    out = check_out_dir(out, overwrite)
+    if val_split is None:
+        val_split = 0.0 if str(data).startswith("keys") else 0.1
+    dist = distribute.make_strategy(strategy)  # before any TensorFlow op, as multi-worker needs
+    final_out, out = out, check_out_dir(distribute.worker_out(out, strategy), overwrite)
     ds = load_dataset(data, val_split, seed)
     set_seed(seed)
-    net = build_model(model, ds.input_shape, ds.output_dim, parse_hidden(hidden), activation)
+    with dist.scope():  # variables (and, at compile, optimizer slots) are created replicated
+        net = build_model(model, ds.input_shape, ds.output_dim, parse_hidden(hidden), activation)
     backup = out.parent / f".{out.name}.backup"
     with staged_dir(out, overwrite) as tmp:
         start = time.perf_counter()
@@ -54,6 +62,7 @@ def train(out, model="lenet300", data="mnist-sample", hidden=None, activation="r
                             history=history, metrics=metrics, train_seconds=seconds)
         write_json(tmp / RUN_FILE, record)
         write_model_plots(net, ds, history, tmp, title=f"{model} on {data}")
+    distribute.discard_worker_copy(final_out, out)
     return record
 
 
@@ -112,6 +121,8 @@ def compress(from_dir, method, out, overwrite=False, seed=0, **settings):
     check_out_dir(out, overwrite)
     ref = load_reference(from_dir)
     runs = sweep_settings(mod, settings)
+    for _, s in runs:  # bad input fails before any run of a sweep starts
+        getattr(mod, "check_settings", lambda s: None)(s)
     with staged_dir(out, overwrite) as tmp:
         if len(runs) == 1:
             return compress_one(ref, mod, runs[0][1], tmp, seed)

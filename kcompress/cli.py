@@ -11,6 +11,12 @@ import sys
 from kcompress.errors import CheckFailed, TrainingDiverged, UsageError
 
 PROG = "kcompress"
+EXAMPLES = """examples:
+  kcompress train    --model lenet300 --data mnist-sample --epochs 30 --out models/ref
+  kcompress compress --from models/ref --method prune --sparsity 0.95 --out models/p95
+  kcompress export   --from models/p95 --format tflite,onnx --out exported/p95
+  kcompress demo     # the whole path on the bundled MNIST sample
+Each subcommand has --help with its defaults. Exit codes: 0 ok, 2 bad input, 1 failure."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,9 +66,13 @@ def _train_parser(sub):
     p.add_argument("--data", default="mnist-sample", help="mnist-sample, mnist, keys:DIST:N, keys-file:PATH or PATH.npz")
     p.add_argument("--hidden", help="hidden Dense widths, e.g. 300,100 ('none' for no hidden layer)")
     p.add_argument("--activation", default="relu", help="hidden-layer activation")
-    p.add_argument("--val-split", type=float, default=0.1, help="share of train held out for validation")
+    p.add_argument("--val-split", type=float, default=None,
+                   help="share of train held out for validation (default 0.1; 0 for keys data)")
     p.add_argument("--out", required=True, help="model directory to write (e.g. models/ref)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
+                   help="tf.distribute: mirrored = local GPUs (or KCOMPRESS_CPU_DEVICES logical CPUs); "
+                        "multiworker = the processes in TF_CONFIG, each running this command")
     add_train_flags(p)
     _common(p)
 
@@ -126,7 +136,8 @@ def _demo_parser(sub):
 
 
 def build_parser():
-    parser = _Parser(prog=PROG, description="Train, tune, compress and export Keras models.")
+    parser = _Parser(prog=PROG, description="Train, tune, compress and export Keras models.", epilog=EXAMPLES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for make in (_train_parser, _evaluate_parser, _compress_parser, _export_parser, _tune_parser, _demo_parser):
         make(sub)

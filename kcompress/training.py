@@ -7,6 +7,7 @@ and returns the per-epoch history. Reference training, fine-tuning after compres
 LC L-steps and tuner trials all go through it.
 """
 import math
+import sys
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -38,7 +39,7 @@ class TrainConfig:
     monitor: str = "val_loss"
     loss: str = None  # None: xent for classification, mse for regression
     lse_temperature: float = 1e-3
-    verbose: int = 2
+    verbose: int = None  # Keras verbosity; None: a progress bar on a terminal, a line per epoch otherwise
 
     @classmethod
     def from_dict(cls, d):
@@ -77,12 +78,14 @@ def make_optimizer(cfg, lr=None):
 
 
 def compile_model(model, data, cfg, optimizer=None):
-    """Compile ``model`` with ``cfg``'s optimizer, the task's loss and its metrics."""
-    model.compile(
-        optimizer=optimizer or make_optimizer(cfg),
-        loss=get_loss(cfg.loss, data.task, cfg.lse_temperature),
-        metrics=keras_metrics(data),
-    )
+    """Compile ``model`` with ``cfg``'s optimizer, the task's loss and its metrics, in the
+    model's tf.distribute scope (a no-op for models built outside any strategy)."""
+    with model.distribute_strategy.scope():
+        model.compile(
+            optimizer=optimizer or make_optimizer(cfg),
+            loss=get_loss(cfg.loss, data.task, cfg.lse_temperature),
+            metrics=keras_metrics(data),
+        )
     return model
 
 
@@ -102,16 +105,21 @@ def schedule_callbacks(cfg, has_val):
     return callbacks
 
 
-class _NaNGuard(keras.callbacks.TerminateOnNaN):
-    """Keras' TerminateOnNaN, remembering that it fired so that :func:`fit` can raise."""
+class _NaNGuard(keras.callbacks.Callback):
+    """Stops training when an epoch's loss is NaN/inf and remembers that it fired.
+
+    Keras' TerminateOnNaN checks after every batch, which forces a device sync per batch;
+    checking the epoch's mean loss (NaN if any batch was) costs nothing and still stops
+    a diverged run within the epoch it diverged in.
+    """
 
     fired = False
 
-    def on_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
             self.fired = True
-        super().on_batch_end(batch, logs)
+            self.model.stop_training = True
 
 
 def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=True, initial_epoch=0):
@@ -138,7 +146,7 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
         initial_epoch=int(initial_epoch),
         validation_data=(data.x_val, data.y_val) if data.has_val else None,
         callbacks=all_callbacks,
-        verbose=cfg.verbose,
+        verbose=(1 if sys.stdout.isatty() else 2) if cfg.verbose is None else cfg.verbose,
     )
     if guard.fired:
         raise TrainingDiverged(

@@ -1,11 +1,150 @@
-"""Placeholder replaced by the Keras Tuner work (issue 7)."""
+"""The ``tune`` command: a Keras Tuner search over training or compression settings.
+
+``tune --model M --data D --search grid --space lr=1e-4,1e-3 --space loss=mse,lse --out DIR``
+trains one model per trial (every ``train`` flag is a base setting; ``--space`` items vary
+some of them); with ``--from REF --method NAME`` each trial compresses the reference instead.
+The tuning directory holds Keras Tuner's state, one folder per trial (with its model
+directory), and the report (:mod:`kcompress.tuning_report`). Running the same command again
+resumes a killed search; ``--chief``/``--worker`` spread the trials over processes.
+"""
+import json
+from pathlib import Path
+
+from kcompress.errors import require
+from kcompress.search_space import check_names, grid, grid_size, hyperparameters, parse_space
+
+SEARCHES = ("grid", "random", "bayesian", "hyperband")
+SEARCH_FILE = "search.json"
+IGNORED_ON_RESUME = ("chief", "worker", "tuner_id", "overwrite")
 
 
 def add_arguments(p):
-    pass
+    """The ``tune`` flags: the search, the space, where it runs; then every ``train`` flag as base setting."""
+    from kcompress.cli import add_train_flags
+
+    g = p.add_argument_group("search")
+    g.add_argument("--out", required=True, help="tuning directory (rerun the same command to resume)")
+    g.add_argument("--search", choices=SEARCHES, default="random", help="Keras Tuner oracle")
+    g.add_argument("--space", action="append", metavar="NAME=VALUES",
+                   help="a searched setting: lr=1e-4,1e-3 (choice), momentum=0.5:0.99 (range), "
+                        "lr=1e-5:1e-1:log, epochs=2:8:2 (stepped), or a YAML file; repeat the flag")
+    g.add_argument("--objective", help="what to minimise: val_loss, val_error, test_error, max_error, mae "
+                                       "(default: val_error for classes, max_error (ε) for regression)")
+    g.add_argument("--max-trials", type=int, default=10, help="trials of random/bayesian searches (grid: the whole grid)")
+    g.add_argument("--overwrite", action="store_true", help="start the search afresh instead of resuming")
+    g.add_argument("--chief", metavar="HOST:PORT", help="serve the search to workers at this address; exits when done")
+    g.add_argument("--worker", metavar="HOST:PORT", help="run trials for the chief at this address")
+    g.add_argument("--tuner-id", help="a worker's name (default: worker-PID); reuse it to resume a killed worker")
+    c = p.add_argument_group("compression search (instead of training)")
+    c.add_argument("--from", dest="from_dir", help="model directory of the reference to compress")
+    c.add_argument("--method", help="compression method whose settings (and fine-tuning) --space searches")
+    m = p.add_argument_group("model and data (base settings of training trials)")
+    m.add_argument("--model", default="lenet300", help="lenet300, lenet5, convnet or index64")
+    m.add_argument("--data", default="mnist-sample", help="mnist-sample, mnist, keys:DIST:N, keys-file:PATH or PATH.npz")
+    m.add_argument("--hidden", help="hidden Dense widths, e.g. 300,100 (search with hidden=300-100,500-150)")
+    m.add_argument("--activation", default="relu", help="hidden-layer activation")
+    m.add_argument("--val-split", type=float, default=None,
+                   help="share of train held out for validation (default: 0.1; 0 for learned-index keys)")
+    add_train_flags(p)
 
 
-def tune(**settings):
-    from kcompress.errors import UsageError
+def tune(out, space=None, search="random", objective=None, max_trials=10, overwrite=False, chief=None, worker=None,
+         tuner_id=None, from_dir=None, method=None, seed=0, model="lenet300", data="mnist-sample", hidden=None,
+         activation="relu", val_split=None, **train_settings):
+    """Run (or resume) a search; returns the report's summary (``None`` on a worker).
 
-    raise UsageError("tune is not available yet")
+    ``model`` ... ``val_split`` and ``train_settings`` (TrainConfig fields) are the base
+    settings of training trials; ``space`` lists ``NAME=VALUES`` strings (or YAML files).
+    """
+    base = dict(model=model, data=data, hidden=hidden, activation=activation, val_split=val_split, **train_settings)
+    from kcompress.distribute import is_tuning_worker, tuning_role
+
+    require(search in SEARCHES, f"unknown --search {search!r} (one of {', '.join(SEARCHES)})")
+    require(int(max_trials) > 0, f"--max-trials must be positive, got {max_trials}")
+    require(bool(from_dir) == bool(method), "--from and --method go together (a compression search)")
+    require(search != "bayesian" or _has("sklearn"),
+            "--search bayesian needs scikit-learn (pip install scikit-learn); use random, grid or hyperband")
+    parsed = parse_space(space)
+    runner = _runner(from_dir, method, base, seed)
+    check_names(parsed, runner.searchable, "with " + (f"--method {method}" if method else "training"))
+    for values in _corners(parsed):
+        runner.check(values)
+    if search == "grid":
+        print(f"grid search: {grid_size(parsed)} trials", flush=True)
+    key = _objective(objective, runner)
+    out = Path(out)
+    settings = dict(space=list(space), search=search, objective=key, max_trials=max_trials, from_dir=from_dir,
+                    method=method, seed=seed, **base)
+    with tuning_role(chief, worker, tuner_id):
+        if not is_tuning_worker():
+            _check_resume(out, settings, overwrite)
+        tuner = build_tuner(search, key, parsed, runner, max_trials, out, seed)
+        tuner.search(verbose=0)
+        if is_tuning_worker():
+            return None
+    from kcompress.tuner import trial_rows
+    from kcompress.tuning_report import write_report
+
+    return write_report(out, trial_rows(tuner.oracle), parsed, runner, key, search)
+
+
+def _has(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _runner(from_dir, method, base, seed):
+    from kcompress.hypermodel import CompressTrial, TrainTrial
+
+    if method:
+        return CompressTrial(from_dir, method, seed)
+    return TrainTrial(base, seed)
+
+
+def _objective(name, runner):
+    from kcompress.hypermodel import objective_key
+
+    key = objective_key(name, runner.task)
+    require(runner.data.has_val or not key.startswith("val_"),
+            f"--objective {key} needs a validation split (--val-split > 0)")
+    return key
+
+
+def _corners(space):
+    """One value dict per candidate of each setting (others at their first), to validate them all."""
+    first = {n: (p.low if p.is_range else p.choices[0]) for n, p in space.items()}
+    for name, p in space.items():
+        for value in ((p.low, p.high) if p.is_range else p.choices):
+            yield {**first, name: value}
+
+
+def _check_resume(out, settings, overwrite):
+    """Write ``search.json``, or refuse to resume a search that was started with other settings."""
+    path = out / SEARCH_FILE
+    settings = json.loads(json.dumps(settings, default=str))
+    if path.is_file() and not overwrite:
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in set(before) | set(settings)
+                         if k not in IGNORED_ON_RESUME and before.get(k) != settings.get(k))
+        require(not changed, f"--out {out} holds a search with other settings ({', '.join(changed)}): "
+                             "use the same command to resume, or --overwrite to start afresh")
+        return
+    require(not out.exists() or out.is_dir(), f"--out {out} exists and is not a directory")
+    if overwrite and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2, default=str) + "\n")
+
+
+def build_tuner(search, objective, space, runner, max_trials, out, seed):
+    """A :class:`~kcompress.tuner.KcTuner` over ``space`` in tuning directory ``out`` (reloaded if it exists)."""
+    from kcompress.tuner import KcTuner, make_oracle
+
+    max_epochs = int(runner.settings({}).get("epochs") or 30)
+    oracle = make_oracle(search, objective, hyperparameters(space), grid(space) if search == "grid" else None,
+                         max_trials, max_epochs, seed)
+    return KcTuner(oracle, runner, objective, directory=str(out.parent), project_name=out.name, overwrite=False)
+

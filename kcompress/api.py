@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kcompress import plots
 from kcompress.backend import keras, set_seed
-from kcompress.data import load_dataset
+from kcompress.data import default_val_split, load_dataset
 from kcompress.errors import require
 from kcompress.modeldir import (
     RUN_FILE,
@@ -43,7 +43,7 @@ def train(out, model="lenet300", data="mnist-sample", hidden=None, activation="r
 
     cfg = TrainConfig.from_dict(settings).validate()
     if val_split is None:
-        val_split = 0.0 if str(data).startswith("keys") else 0.1
+        val_split = default_val_split(data)
     dist = distribute.make_strategy(strategy)  # before any TensorFlow op, as multi-worker needs
     final_out, out = out, check_out_dir(distribute.worker_out(out, strategy), overwrite)
     ds = load_dataset(data, val_split, seed)

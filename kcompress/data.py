@@ -61,6 +61,11 @@ class Dataset:
         }
 
 
+def default_val_split(spec):
+    """0.1 of train for validation, but none for learned-index keys: an index holds every key."""
+    return 0.0 if str(spec).startswith("keys") else 0.1
+
+
 def load_dataset(spec="mnist-sample", val_split=0.0, seed=0):
     """Load the dataset named by ``spec`` and carve ``val_split`` of train for validation."""
     require(0.0 <= float(val_split) < 1.0, f"--val-split must be in [0, 1), got {val_split}")

@@ -13,7 +13,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from kcompress.backend import set_seed
-from kcompress.data import load_dataset
+from kcompress.data import default_val_split, load_dataset
 from kcompress.errors import require
 from kcompress.modeldir import RUN_FILE, load_model, run_record, save_model, write_json
 from kcompress.objectives import evaluate_model, predict, scores
@@ -65,7 +65,7 @@ class TrainTrial:
     def __init__(self, base, seed=0):
         self.base = dict(base)
         if self.base.get("val_split") is None:  # as train: an index must hold every key
-            self.base["val_split"] = 0.0 if str(self.base["data"]).startswith("keys") else 0.1
+            self.base["val_split"] = default_val_split(self.base["data"])
         self.seed = seed
         self.data = load_dataset(self.base["data"], self.base["val_split"], seed)
         self.searchable = TRAIN_KEYS + BUILD_KEYS

@@ -10,7 +10,10 @@ from kcompress import api
 from kcompress.methods import REGISTRY
 
 # (label, method, settings): short settings that show each method without taking long.
-DEMO_STEPS = ()
+DEMO_STEPS = (
+    ("pruned-90", "prune", {"sparsity": 0.9, "epochs": 6}),
+    ("pruned-90-clustered-8", "prune+cluster", {"sparsity": 0.9, "clusters": 8, "epochs": 4}),
+)
 
 
 def run_demo(out="models/demo", exported="exported/demo", overwrite=True, epochs=30, seed=0):

@@ -4,7 +4,8 @@ For every weight array the storage cost is the cheapest of the encodings that ap
 
 - dense: 32 bits per weight;
 - sparse: 32 bits per non-zero plus the cheaper position code, a bitmap (1 bit per weight)
-  or relative indices (⌈log₂(largest gap + 1)⌉ bits per non-zero);
+  or relative indices (b bits per gap, b chosen best; a gap longer than 2^b takes filler
+  entries holding a zero, as in Han et al. 2016, "Deep Compression");
 - shared values: ⌈log₂ k⌉ bits per weight plus a 32-bit codebook of the k distinct values;
 - sparse + shared: the sparse position code plus ⌈log₂ k⌉ bits per non-zero and a codebook
   of the k distinct non-zero values.
@@ -23,13 +24,22 @@ def _log2_ceil(k):
     return max(1, math.ceil(math.log2(k))) if k > 1 else 0
 
 
-def position_bits(flat):
-    """Bits to store where the non-zeros of ``flat`` are: bitmap or relative indices."""
+def position_bits(flat, filler_value_bits=FLOAT_BITS):
+    """Bits to store where the non-zeros of ``flat`` are: the cheaper of a bitmap or relative
+    indices. Relative indices (Han et al. 2016) store each gap in b bits; a gap longer than 2^b
+    takes filler entries (a b-bit gap plus a stored zero of ``filler_value_bits``); the best b
+    is used. ``filler_value_bits=None`` allows no fillers (b fits the largest gap)."""
     nz = np.flatnonzero(flat)
     if len(nz) == 0:
         return 0
     gaps = np.diff(np.concatenate([[-1], nz]))
-    return min(flat.size, len(nz) * _log2_ceil(int(gaps.max()) + 1))
+    widest = max(1, _log2_ceil(int(gaps.max())))  # gaps g <= 2^b are stored as g - 1
+    options = [flat.size, len(nz) * widest]
+    if filler_value_bits is not None:
+        for b in range(1, widest):
+            fillers = int(np.sum((gaps - 1) >> b))
+            options.append((len(nz) + fillers) * b + fillers * filler_value_bits)
+    return min(options)
 
 
 def array_bits(w):
@@ -41,7 +51,10 @@ def array_bits(w):
     if nnz < n:
         options["sparse"] = nnz * FLOAT_BITS + position_bits(flat)
         k_nz = len(np.unique(flat[flat != 0]))
-        options["sparse+shared"] = position_bits(flat) + nnz * _log2_ceil(k_nz) + k_nz * FLOAT_BITS
+        # shared non-zeros: fillers need a code for zero in the codebook (k_nz + 1 codes)
+        options["sparse+shared"] = k_nz * FLOAT_BITS + min(
+            position_bits(flat, None) + nnz * _log2_ceil(k_nz),
+            position_bits(flat, _log2_ceil(k_nz + 1)) + nnz * _log2_ceil(k_nz + 1))
     k = len(np.unique(flat))
     if k < n:
         options["shared"] = n * _log2_ceil(k) + k * FLOAT_BITS

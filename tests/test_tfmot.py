@@ -1,0 +1,169 @@
+"""tfmot pruning, weight sharing and both combined: exact sparsity, ≤ K values, zeros kept,
+stripped ≡ wrapped, plain saved models, bit accounting and bad input."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from kcompress.api import clone
+from kcompress.backend import keras
+from kcompress.cli import main
+from kcompress.modeldir import MODEL_FILE, save_model
+from kcompress.stats import array_bits, compression_stats
+
+KERNELS = ("dense_1", "dense_2", "dense_3")
+QUICK = dict(epochs=1, batch_size=100)  # 10 steps per epoch on the 1000-sample subset
+
+
+@pytest.fixture(scope="module")
+def small(reference):
+    """The session reference on 1000 training samples and 500 test samples (fast fine-tuning)."""
+    d = reference.data
+    data = replace(d, x_train=d.x_train[:1000], y_train=d.y_train[:1000], x_val=d.x_val[:200],
+                   y_val=d.y_val[:200], x_test=d.x_test[:500], y_test=d.y_test[:500])
+    return replace(reference, data=data)
+
+
+def run_method(module, ref, **settings):
+    return module.run(replace(ref, model=clone(ref.model)), {**QUICK, **settings})
+
+
+def saved_kernels(model, folder):
+    """The kernels as they are in the saved file (not in memory)."""
+    save_model(model, folder)
+    loaded = keras.models.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
+    return {name: loaded.get_layer(name).kernel.numpy() for name in KERNELS}
+
+
+def test_prune_m_by_n_zeroes_two_in_every_four(small):
+    from kcompress.methods import tfmot_prune
+
+    result = run_method(tfmot_prune, small, m_by_n="2:4")
+    kernel = result.model.get_layer("dense_2").kernel.numpy()  # (300, 100): blocks of 4 along the inputs
+    blocks = (kernel.T.reshape(100, -1, 4) == 0).sum(axis=-1)
+    assert np.all(blocks >= 2)
+    assert result.record["pruning"]["sparsity"] == 0.5
+
+
+def test_cluster_leaves_at_most_k_values_per_kernel(small, tmp_path):
+    from kcompress.methods import tfmot_cluster
+
+    result = run_method(tfmot_cluster, small, clusters=4, layers="dense_1,dense_2")
+    kernels = saved_kernels(result.model, tmp_path)
+    assert len(np.unique(kernels["dense_1"])) <= 4 and len(np.unique(kernels["dense_2"])) <= 4
+    assert len(np.unique(kernels["dense_3"])) > 4  # not chosen: untouched
+    assert result.record["layers"]["untouched"] == ["dense_3"]
+    assert result.record["stripped_vs_wrapped_max_abs_diff"] < 1e-5
+
+
+def test_prune_then_cluster_keeps_every_zero(small):
+    from kcompress.methods import tfmot_cluster, tfmot_prune
+
+    settings = {**QUICK, "sparsity": 0.8, "clusters": 4}
+    pruned, _, _ = tfmot_prune.prune(small, clone(small.model), settings)
+    zeros = {name: pruned.get_layer(name).kernel.numpy() == 0 for name in KERNELS}  # wrapping changes `pruned`
+    plain, _, record = tfmot_cluster.cluster(small, pruned, settings, preserve_sparsity=True)
+    for name in KERNELS:
+        after = plain.get_layer(name).kernel.numpy()
+        assert np.mean(zeros[name]) == pytest.approx(0.8, abs=0.01)
+        assert np.all(after[zeros[name]] == 0), name
+        assert len(np.unique(after)) <= 4, name
+    assert record["stripped_vs_wrapped_max_abs_diff"] < 1e-5
+
+
+def test_layers_tfmot_cannot_wrap_are_skipped_and_listed(small):
+    from kcompress.methods import tfmot_common
+
+    def wrap(layer):
+        if layer.name == "dense_2":
+            raise ValueError("cannot wrap this one")
+        return layer
+
+    _, layers = tfmot_common.wrap_layers(clone(small.model), {}, wrap)
+    assert layers["wrapped"] == ["dense_1", "dense_3"]
+    assert layers["skipped"] == {"dense_2": "cannot wrap this one"}
+
+
+def test_bit_counts_match_hand_computed_examples():
+    # dense: 4 distinct non-zeros -> 4 floats
+    assert array_bits(np.array([1.0, 2.0, 3.0, 4.0])) == (128, "dense")
+    # sparse: 16 weights, non-zeros at 3 and 10 (gaps 4, 7 -> 3 bits each) -> 2·32 + 2·3 = 70
+    w = np.zeros(16)
+    w[3], w[10] = 1.5, -2.5
+    assert array_bits(w) == (70, "sparse")
+    # sparse + shared: 100 weights, 10 non-zeros every 10th (gaps ≤ 10 -> 4 bits each = 40),
+    # 2 shared values -> 1 bit each + 2·32 codebook: 40 + 10 + 64 = 114
+    w = np.zeros(100)
+    w[::10] = [0.5, -0.5] * 5
+    assert array_bits(w) == (114, "sparse+shared")
+    # relative indices with a filler (Han et al.): 200 weights, 11 non-zeros at 0, 2, ..., 18 and 199,
+    # 3 shared values. Best: b = 6 bits per gap, the gap of 181 takes 2 fillers; zero gets a code,
+    # so 4 codes -> 2 bits per entry: 13·6 + 2·2 (fillers) + 11·2 (values) + 3·32 (codebook) = 200
+    w = np.zeros(200)
+    w[[*range(0, 20, 2), 199]] = [0.5, -0.5, 0.25] * 3 + [0.5, -0.5]
+    assert array_bits(w) == (200, "sparse+shared")
+    # shared: 8 weights, 2 values -> 8·1 + 2·32 = 72
+    assert array_bits(np.array([0.5, -0.5] * 4)) == (72, "shared")
+
+
+def test_bits_ratio_of_a_pruned_and_clustered_model(small):
+    """Kernel (784·300) at 95 % zeros, 3 shared non-zero values: the ratio follows from §7."""
+    model = clone(small.model)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if layer.weights:
+            k, b = layer.get_weights()
+            mask = rng.random(k.shape) < 0.05
+            layer.set_weights([np.where(mask, rng.choice([-0.1, 0.05, 0.2], k.shape), 0.0), b])
+    stats = compression_stats(model, small.model)
+    for row in stats["layers"]:
+        assert row["arrays"]["kernel"]["encoding"] == "sparse+shared"
+        assert row["arrays"]["bias"]["bits"] == 32 * row["arrays"]["bias"]["params"]
+    total_ref = 32 * sum(w.size for w in small.model.get_weights())
+    assert stats["total"]["reference_bits"] == total_ref
+    assert stats["total"]["bits_ratio"] == pytest.approx(total_ref / stats["total"]["bits"])
+    assert stats["total"]["bits_ratio"] > 40
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--method", "prune", "--sparsity", "1.0"], "--sparsity must be in [0, 1)"),
+    (["--method", "prune", "--sparsity", "-0.1"], "--sparsity must be in [0, 1)"),
+    (["--method", "prune", "--sparsity", "0.5,1.5"], "--sparsity must be in [0, 1)"),
+    (["--method", "cluster", "--clusters", "1"], "--clusters must be at least 2"),
+    (["--method", "prune+cluster", "--clusters", "x"], "--clusters 'x'"),
+    (["--method", "prune", "--m-by-n", "4:2"], "--m-by-n 4:2"),
+    (["--method", "nosuch"], "unknown --method 'nosuch'"),
+])
+def test_bad_input_exits_2_with_one_line(reference_dir, tmp_path, capsys, flags, message):
+    code = main(["compress", "--from", str(reference_dir), "--out", str(tmp_path / "out"), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_from_dir_exits_2(tmp_path, capsys):
+    code = main(["compress", "--from", str(tmp_path / "nothing"), "--method", "prune", "--out", str(tmp_path / "o")])
+    assert code == 2 and "--from" in capsys.readouterr().err
+
+
+def test_prune_sweep_saves_plain_models_with_exact_sparsity_and_a_table(reference_dir, tmp_path):
+    """One sweep 0 %, 50 %, 99 %: each saved model holds exactly that many zeros per kernel."""
+    from kcompress import api
+
+    out = tmp_path / "sweep"
+    records = api.compress(reference_dir, "prune", out, sparsity="0,0.5,0.99", epochs=1, batch_size=500)
+    assert [r["label"] for r in records] == ["sparsity0", "sparsity0.5", "sparsity0.99"]
+    for r in records:
+        sparsity = float(r["settings"]["sparsity"])
+        model = keras.models.load_model(out / r["label"] / MODEL_FILE, compile=False, safe_mode=True)
+        assert all(type(l).__name__ != "PruneLowMagnitude" for l in model.layers)
+        for name in KERNELS:
+            kernel = model.get_layer(name).kernel.numpy()
+            assert abs(np.sum(kernel == 0) - round(sparsity * kernel.size)) <= 1, (r["label"], name)
+        assert r["method"]["stripped_vs_wrapped_max_abs_diff"] < 1e-5
+        assert r["method"]["layers"]["wrapped"] == list(KERNELS)
+    csv = (out / "sweep.csv").read_text().splitlines()
+    assert csv[0] == "setting,test_error,bits_ratio,tflite_gzip_bytes" and len(csv) == 5
+    assert (out / "sweep.png").is_file() and (out / "sweep.md").is_file()
+    ratios = [r["compression"]["total"]["bits_ratio"] for r in records]
+    assert ratios == sorted(ratios) and ratios[0] == pytest.approx(1.0)

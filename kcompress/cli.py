@@ -60,14 +60,19 @@ def add_train_flags(p, finetune=False):
     g.add_argument("--lse-temperature", type=float, default=1e-3, help="temperature of the lse loss (in target units)")
 
 
+def add_model_flags(g):
+    """The model and data flags of ``train`` (and the base settings of ``tune``)."""
+    g.add_argument("--model", default="lenet300", help="lenet300, lenet5, convnet or index64")
+    g.add_argument("--data", default="mnist-sample", help="mnist-sample, mnist, keys:DIST:N, keys-file:PATH or PATH.npz")
+    g.add_argument("--hidden", help="hidden Dense widths, e.g. 300,100 ('none' for no hidden layer)")
+    g.add_argument("--activation", default="relu", help="hidden-layer activation")
+    g.add_argument("--val-split", type=float, default=None,
+                   help="share of train held out for validation (default 0.1; 0 for learned-index keys)")
+
+
 def _train_parser(sub):
     p = sub.add_parser("train", help="train a zoo model and write a model directory", formatter_class=_fmt())
-    p.add_argument("--model", default="lenet300", help="lenet300, lenet5, convnet or index64")
-    p.add_argument("--data", default="mnist-sample", help="mnist-sample, mnist, keys:DIST:N, keys-file:PATH or PATH.npz")
-    p.add_argument("--hidden", help="hidden Dense widths, e.g. 300,100 ('none' for no hidden layer)")
-    p.add_argument("--activation", default="relu", help="hidden-layer activation")
-    p.add_argument("--val-split", type=float, default=None,
-                   help="share of train held out for validation (default 0.1; 0 for keys data)")
+    add_model_flags(p)
     p.add_argument("--out", required=True, help="model directory to write (e.g. models/ref)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
@@ -204,35 +209,32 @@ def _metrics_line(verb, where, metrics):
     return f"{verb} {where}: {shown}"
 
 
+# (exception, exit code, what the one-line message calls it); the first match wins.
+OUTCOMES = (
+    (UsageError, 2, "error"),
+    (TrainingDiverged, 1, "training diverged"),
+    (CheckFailed, 1, "check failed"),
+    (Exception, 1, "internal error"),
+)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
         dispatch(parse(argv))
         return 0
-    except UsageError as e:
-        if debug:
-            raise
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as e:
-        if debug:
-            raise
-        print(f"{PROG}: training diverged: {e}", file=sys.stderr)
-        return 1
-    except CheckFailed as e:
-        if debug:
-            raise
-        print(f"{PROG}: check failed: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # an internal failure: say what, keep the traceback for --debug
+    except Exception as e:
         if debug:
             raise
-        print(f"{PROG}: internal error: {e.__class__.__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
-        return 1
+        code, what = next((c, w) for kind, c, w in OUTCOMES if isinstance(e, kind))
+        if what == "internal error":
+            e = f"{e.__class__.__name__}: {e} (run with --debug for the traceback)"
+        print(f"{PROG}: {what}: {e}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

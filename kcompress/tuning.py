@@ -20,7 +20,7 @@ IGNORED_ON_RESUME = ("chief", "worker", "tuner_id", "overwrite")
 
 def add_arguments(p):
     """The ``tune`` flags: the search, the space, where it runs; then every ``train`` flag as base setting."""
-    from kcompress.cli import add_train_flags
+    from kcompress.cli import add_model_flags, add_train_flags
 
     g = p.add_argument_group("search")
     g.add_argument("--out", required=True, help="tuning directory (rerun the same command to resume)")
@@ -39,12 +39,7 @@ def add_arguments(p):
     c.add_argument("--from", dest="from_dir", help="model directory of the reference to compress")
     c.add_argument("--method", help="compression method whose settings (and fine-tuning) --space searches")
     m = p.add_argument_group("model and data (base settings of training trials)")
-    m.add_argument("--model", default="lenet300", help="lenet300, lenet5, convnet or index64")
-    m.add_argument("--data", default="mnist-sample", help="mnist-sample, mnist, keys:DIST:N, keys-file:PATH or PATH.npz")
-    m.add_argument("--hidden", help="hidden Dense widths, e.g. 300,100 (search with hidden=300-100,500-150)")
-    m.add_argument("--activation", default="relu", help="hidden-layer activation")
-    m.add_argument("--val-split", type=float, default=None,
-                   help="share of train held out for validation (default: 0.1; 0 for learned-index keys)")
+    add_model_flags(m)
     add_train_flags(p)
 
 

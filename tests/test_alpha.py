@@ -1,0 +1,137 @@
+"""The α-schedule: branch sizes, blending at α = 1 and α = 0, schedules, teacher loss, bad input."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from kcompress import api, blend, cli
+from kcompress.backend import keras
+from kcompress.methods import alpha
+from kcompress.modeldir import RUN_FILE, load_model, save_model, write_json
+from kcompress.zoo import build_model
+
+
+def small(reference, n=600):
+    """``reference`` with a copy of its model and a small slice of its data (fast training)."""
+    d = reference.data
+    data = replace(d, x_train=d.x_train[:n], y_train=d.y_train[:n], x_val=d.x_val[:200], y_val=d.y_val[:200])
+    return replace(reference, model=api.clone(reference.model), data=data)
+
+
+def save_and_load(model, folder):
+    """``model`` after a round trip through a model directory (Keras safe mode)."""
+    save_model(model, folder)
+    write_json(folder / RUN_FILE, {})
+    return load_model(folder)
+
+
+def quick(**settings):
+    """Settings for a tiny schedule: α = 0.5 then 0, one epoch each."""
+    return {"alpha_schedule": "list", "alpha_list": "0.5,0", "epochs_per_alpha": 1, "epochs": 1, **settings}
+
+
+def test_branch_rank_hits_the_target(reference):
+    for name in ("dense_1", "dense_2"):
+        layer = reference.model.get_layer(name)
+        rank, count = blend.branch_rank(layer, 0.65)
+        target = 0.35 * blend.layer_params(layer)
+        assert abs(count - target) <= 0.01 * target
+        narrow, proj = blend.branch_layers(layer, rank)
+        model = keras.Sequential([keras.Input(layer.input.shape[1:]), narrow, proj])
+        assert model.count_params() == count
+    conv = build_model("convnet", (28, 28), 10).get_layer("conv_2")  # 3×3, 16 → 32 channels, no bias
+    rank, count = blend.branch_rank(conv, 0.65)
+    assert (rank, count) == (9, 9 * (3 * 3 * 16 + 32))  # nearest integer rank: within half a rank step
+    assert abs(count - 0.35 * 3 * 3 * 16 * 32) <= (3 * 3 * 16 + 32) / 2
+
+
+@pytest.mark.parametrize("zoo_name, before_activation", [("lenet300", True), ("lenet300", False), ("convnet", True)])
+def test_alpha_one_is_the_original_exactly(reference, zoo_name, before_activation):
+    model = reference.model if zoo_name == "lenet300" else build_model("convnet", (28, 28), 10)
+    layers = alpha.prunable_layers(model, ",".join(l.name for l in alpha.target_layers(model)))
+    ranks = {l.name: blend.branch_rank(l, 0.65)[0] for l in layers}
+    blended = blend.blend_model(model, ranks, before_activation=before_activation)
+    x = reference.data.x_test[:256]
+    got, want = blended.predict(x, verbose=0), model.predict(x, verbose=0)
+    if zoo_name == "lenet300":  # bitwise: 1·y + 0·branch == y
+        assert np.array_equal(got, want)
+    else:  # TF fuses the original's conv → batch-norm differently once a Blend sits between: float rounding only
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("before_activation", [True, False])
+def test_alpha_zero_strips_the_originals(reference, tmp_path, before_activation):
+    model = reference.model
+    blended = blend.blend_model(model, {"dense_1": 20, "dense_2": 10}, alpha=0.0, before_activation=before_activation)
+    for layer in blended.layers:  # trained-looking branches and changed non-target weights
+        if layer.name.endswith(blend.PROJ) or layer.name == "dense_3":
+            layer.set_weights([w + np.random.default_rng(1).normal(0, 0.1, w.shape) for w in layer.get_weights()])
+    stripped = blend.strip_model(model, blended)
+    loaded = save_and_load(stripped, tmp_path)
+    names = {l.name for l in loaded.layers}
+    assert "dense_1" not in names and "dense_2" not in names and not blend.blend_layers(loaded)
+    assert {w.shape for w in loaded.weights}.isdisjoint({(784, 300), (300, 100)})
+    x = reference.data.x_test[:256]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), blended.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_blended_model_saves_and_loads_with_its_alpha(reference, tmp_path):
+    blended = blend.blend_model(reference.model, {"dense_2": 5})
+    blend.set_alpha(blended, 0.3)
+    loaded = save_and_load(blended, tmp_path)
+    assert [float(l.alpha.numpy()) for l in blend.blend_layers(loaded)] == pytest.approx([0.3])
+
+
+def test_schedule_values():
+    assert alpha.alpha_schedule("exp", 0.5, 0.2) == [0.5, 0.25, 0.0]
+    assert alpha.alpha_schedule("linear", 0.25, 0.3) == [0.75, 0.5, 0.0]
+    assert alpha.alpha_schedule("list", values="0.8,0.3") == [0.8, 0.3, 0.0]
+    default = alpha.method_settings({})["schedule"]
+    assert default[0] == pytest.approx(0.95) and default[-2] >= 0.05 > default[-2] * 0.95 and default[-1] == 0
+    assert all(a > b for a, b in zip(default, default[1:]))
+
+
+def test_run_labels_gives_plain_smaller_model(reference):
+    ref = small(reference)
+    result = alpha.run(ref, quick(prune=0.65))
+    rec = result.record
+    assert set(rec["branches"]) == {"dense_1", "dense_2"}  # dense_3 holds < 1 % of the parameters
+    kept_dense_3 = blend.layer_params(reference.model.get_layer("dense_3"))
+    assert result.model.count_params() == rec["branch_params"] + kept_dense_3
+    assert rec["kept_share"] == pytest.approx(0.35, abs=0.0035)
+    assert not blend.blend_layers(result.model) and all(l.trainable for l in result.model.layers)
+    assert result.history["alpha"] == [0.5, 0.0] and len(result.history["loss"]) == 2
+    assert [r["alpha"] for r in rec["per_alpha"]] == [0.5, 0.0]
+
+
+def test_teacher_loss_is_the_per_output_mean(reference):
+    ref = small(reference)
+    teacher = reference.model.predict(ref.data.x_val, verbose=0)
+    result = alpha.run(ref, quick(target="teacher", alpha_list="0", epochs=2))
+    pred = result.model.predict(ref.data.x_val, verbose=0)
+    assert result.history["val_loss"][-1] == pytest.approx(float(np.mean((pred - teacher) ** 2)), rel=1e-4)
+
+
+def test_compress_writes_table_and_marked_curves(reference_dir, tmp_path):
+    out = tmp_path / "a"
+    api.compress(reference_dir, "alpha", out, layers="dense_1", **quick())
+    run = json.loads((out / "run.json").read_text())
+    assert run["method"]["branches"]["dense_1"]["rank"] == 76
+    assert (out / "training.png").is_file() and (out / "alpha.csv").read_text().startswith("alpha,epochs")
+    assert (out / "alpha.md").read_text().count("\n") == 4  # header, rule, α = 0.5, α = 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--prune", "1.5"], "--prune must be in (0, 1)"),
+    (["--prune", "0"], "--prune must be in (0, 1)"),
+    (["--layers", "flatten"], "flatten is a Flatten"),
+    (["--alpha-schedule", "list", "--alpha-list", "0.2,0.5"], "strictly decreasing"),
+    (["--target", "student"], "unknown --target"),
+])
+def test_bad_input_exits_2(reference_dir, tmp_path, capsys, flags, message):
+    argv = ["compress", "--from", str(reference_dir), "--method", "alpha", "--out", str(tmp_path / "x"), *flags]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()

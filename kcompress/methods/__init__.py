@@ -11,6 +11,12 @@ from kcompress.errors import require
 
 REGISTRY = {
     # name: module that implements it
+    "lc": "kcompress.methods.lc",
+    "pruner": "kcompress.methods.pruner",
+    "prune": "kcompress.methods.tfmot_prune",
+    "cluster": "kcompress.methods.tfmot_cluster",
+    "prune+cluster": "kcompress.methods.tfmot_prune_cluster",
+    "alpha": "kcompress.methods.alpha",
 }
 
 

@@ -55,24 +55,24 @@ def train(out, model="lenet300", data="mnist-sample", hidden=None, activation="r
         start = time.perf_counter()
         history = fit(net, ds, cfg, backup_dir=backup)
         seconds = time.perf_counter() - start
-        metrics = evaluate_model(net, ds)
+        test_pred = predict(net, ds.x_test)
+        metrics = evaluate_model(net, ds, test_pred=test_pred)
         save_model(net, tmp)
         setup = dict(model=model, data=data, hidden=parse_hidden(hidden), activation=activation, val_split=val_split)
         record = run_record("train", {**setup, **cfg.to_dict()}, seed=seed, dataset=ds.describe(), parent=None,
                             history=history, metrics=metrics, train_seconds=seconds)
         write_json(tmp / RUN_FILE, record)
-        write_model_plots(net, ds, history, tmp, title=f"{model} on {data}")
+        write_model_plots(ds, history, tmp, test_pred, title=f"{model} on {data}")
     distribute.discard_worker_copy(final_out, out)
     return record
 
 
-def write_model_plots(model, data, history, folder, title, markers=()):
-    """Training curves, and for classification the test confusion matrix."""
+def write_model_plots(data, history, folder, test_pred, title, markers=()):
+    """Training curves, and for classification the confusion matrix of ``test_pred``."""
     if history.get("loss"):
         plots.training_curves(history, Path(folder) / "training.png", title=title, markers=markers)
     if data.task == "classification":
-        y_pred = predict(model, data.x_test).argmax(axis=-1)
-        plots.confusion_matrix(data.y_test, y_pred, data.num_classes, Path(folder) / "confusion.png")
+        plots.confusion_matrix(data.y_test, test_pred.argmax(axis=-1), data.num_classes, Path(folder) / "confusion.png")
 
 
 def load_reference(folder, data=None):
@@ -160,7 +160,8 @@ def compress_one(ref, mod, settings, folder, seed, label=""):
     start = time.perf_counter()
     result = mod.run(replace(ref, model=clone(ref.model)), dict(settings))
     seconds = time.perf_counter() - start
-    metrics = evaluate_model(result.model, ref.data)
+    test_pred = predict(result.model, ref.data.x_test)
+    metrics = evaluate_model(result.model, ref.data, test_pred=test_pred)
     stats = compression_stats(result.model, ref.model)
     stats["total"].update(tflite_size(result.model))
     stats["total"].update({f"reference_{k}": v for k, v in tflite_size(ref.model).items()})
@@ -170,7 +171,7 @@ def compress_one(ref, mod, settings, folder, seed, label=""):
                         metrics=metrics, compression=stats, history=result.history, method=result.record,
                         compress_seconds=seconds)
     write_json(Path(folder) / RUN_FILE, record)
-    write_model_plots(result.model, ref.data, result.history, folder, title=f"{mod.NAME} {label}".strip())
+    write_model_plots(ref.data, result.history, folder, test_pred, title=f"{mod.NAME} {label}".strip())
     if result.plots:
         result.plots(Path(folder))
     print(f"\n[{mod.NAME} {label}] " + summary_line(record, ref.data.task))

@@ -13,6 +13,8 @@ from kcompress.methods import REGISTRY
 DEMO_STEPS = (
     ("pruned-90", "prune", {"sparsity": 0.9, "epochs": 6}),
     ("pruned-90-clustered-8", "prune+cluster", {"sparsity": 0.9, "clusters": 8, "epochs": 4}),
+    ("lc-keep-5pc", "lc", {"task": ["all:prune-l0:kappa=0.05"], "mu0": 1e-3, "mu_factor": 1.5, "mu_steps": 8,
+                           "l_epochs": 2}),
 )
 
 

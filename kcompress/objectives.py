@@ -2,7 +2,7 @@
 
 Losses: ``xent`` (cross-entropy on logits), ``mse``, and ``lse`` — the log-sum-exp of the
 absolute errors, a smooth maximum that trains a learned index for its worst error ε.
-Metrics: ``error`` (% misclassified) for classification; ``max_error`` (ε, in positions)
+Metrics: ``error`` (% misclassified, from Keras' accuracy) for classification; ``max_error`` (ε, in positions)
 and ``mae`` (in positions) for regression. :func:`scores` computes the same numbers
 exactly with numpy on whole splits; the Keras metrics are for per-epoch history.
 """
@@ -47,15 +47,18 @@ def default_loss(task):
     return "xent" if task == "classification" else "mse"
 
 
-@keras.utils.register_keras_serializable("kcompress")
-class ErrorRate(keras.metrics.SparseCategoricalAccuracy):
-    """Classification error in percent: 100 · (1 − accuracy)."""
+class ErrorFromAccuracy(keras.callbacks.Callback):
+    """Adds ``error`` (%) = 100 · (1 − accuracy) to each epoch's logs, train and validation.
 
-    def __init__(self, name="error", **kwargs):
-        super().__init__(name=name, **kwargs)
+    Converting Keras' own accuracy once per epoch is free; a metric subclass converting it
+    in every training step measured ~10 % slower on LeNet-300-100. Put it before callbacks
+    that monitor ``val_error`` (early stopping, plateau schedules).
+    """
 
-    def result(self):
-        return 100.0 * (1.0 - super().result())
+    def on_epoch_end(self, epoch, logs=None):
+        for prefix in ("", "val_"):
+            if logs is not None and f"{prefix}accuracy" in logs:
+                logs[f"{prefix}error"] = 100.0 * (1.0 - float(logs[f"{prefix}accuracy"]))
 
 
 @keras.utils.register_keras_serializable("kcompress")
@@ -99,7 +102,7 @@ class ScaledMAE(keras.metrics.MeanAbsoluteError):
 def keras_metrics(data):
     """The per-epoch metrics for ``data``'s task."""
     if data.task == "classification":
-        return [ErrorRate()]
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]  # error %: ErrorFromAccuracy
     return [MaxAbsError(data.y_scale), ScaledMAE(data.y_scale)]
 
 
@@ -117,9 +120,11 @@ def scores(y_true, y_pred, data, prefix=""):
     return {f"{prefix}max_error": float(err.max()), f"{prefix}mae": float(err.mean())}
 
 
-def evaluate_model(model, data, batch_size=1024):
-    """Test (and train) scores of ``model`` on ``data``, keyed as in ``run.json``'s metrics."""
-    test = scores(data.y_test, predict(model, data.x_test, batch_size), data, "test_")
+def evaluate_model(model, data, batch_size=1024, test_pred=None):
+    """Test (and train) scores of ``model`` on ``data``, keyed as in ``run.json``'s metrics;
+    ``test_pred`` passes test-set outputs already computed, so that they are not computed twice."""
+    test_pred = predict(model, data.x_test, batch_size) if test_pred is None else test_pred
+    test = scores(data.y_test, test_pred, data, "test_")
     if data.task == "regression":
         test = {"max_error": test["test_max_error"], "mae": test["test_mae"]}
     train = scores(data.y_train, predict(model, data.x_train, batch_size), data, "train_")

@@ -8,13 +8,14 @@ LC L-steps and tuner trials all go through it.
 """
 import math
 import sys
+import time
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from kcompress.backend import keras
 from kcompress.errors import TrainingDiverged, require
-from kcompress.objectives import get_loss, keras_metrics
+from kcompress.objectives import ErrorFromAccuracy, get_loss, keras_metrics
 from kcompress.penalty import PenalizedModel
 
 OPTIMIZERS = ("sgd", "adam")
@@ -122,11 +123,33 @@ class _NaNGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=True, initial_epoch=0):
+class IntervalBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, writing its checkpoint at an epoch's end only when at least
+    ``interval`` seconds have passed since the last one.
+
+    A checkpoint per epoch costs ~25 ms for LeNet-300-100, about 5 % of a half-second epoch;
+    with the interval a kill loses at most ``interval`` seconds of training, and the
+    overhead stays negligible whatever the epoch length (``interval=0``: every epoch).
+    """
+
+    def __init__(self, backup_dir, interval=10.0):
+        super().__init__(str(backup_dir), delete_checkpoint=True)
+        self.interval = float(interval)
+        self._last = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.monotonic() - self._last >= self.interval:
+            self._backup(epoch=epoch)
+            self._last = time.monotonic()
+
+
+def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=True, initial_epoch=0,
+        backup_interval=10.0):
     """Train ``model`` on ``data`` with ``cfg``; return the per-epoch history as a dict of lists.
 
     ``penalties`` are :class:`~kcompress.penalty.PenaltyTerm` objects added to the loss;
-    ``backup_dir`` makes the run resumable after a kill (Keras BackupAndRestore);
+    ``backup_dir`` makes the run resumable after a kill (Keras BackupAndRestore, a checkpoint
+    at most every ``backup_interval`` seconds);
     ``compile=False`` keeps an optimizer that the caller compiled (e.g. to carry momentum
     across LC steps). Raises :class:`TrainingDiverged` if the loss becomes NaN/inf.
     """
@@ -135,9 +158,9 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
     if compile or penalties:
         compile_model(trainee, data, cfg, optimizer=None if compile else model.optimizer)
     guard = _NaNGuard()
-    all_callbacks = [guard, *schedule_callbacks(cfg, data.has_val), *callbacks]
+    all_callbacks = [ErrorFromAccuracy(), guard, *schedule_callbacks(cfg, data.has_val), *callbacks]
     if backup_dir:
-        all_callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
+        all_callbacks.append(IntervalBackupAndRestore(backup_dir, backup_interval))
     history = trainee.fit(
         data.x_train,
         data.y_train,

@@ -161,15 +161,9 @@ def parse(argv):
 
 
 def _read_config(path, sub):
-    import yaml
+    from kcompress.yamlfile import read_yaml
 
-    try:
-        with open(path) as f:
-            conf = yaml.safe_load(f) or {}
-    except OSError as e:
-        raise UsageError(f"--config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UsageError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    conf = read_yaml(path, f"--config {path}") or {}
     if not isinstance(conf, dict):
         raise UsageError(f"--config {path}: expected a mapping of flag names to values")
     dests = {a.dest for a in sub._actions}

@@ -15,9 +15,9 @@ same values back; :func:`trial_value` undoes the text form that mixed choices ne
 (``batch_size=64,full``), because a Keras Tuner choice holds values of one type.
 """
 from dataclasses import dataclass
-from pathlib import Path
 
 from kcompress.errors import UsageError, require
+from kcompress.yamlfile import read_yaml
 
 INT_SETTINGS = ("epochs", "step_size", "patience", "plateau_patience", "batch_size")
 SAMPLINGS = ("linear", "log")
@@ -124,14 +124,7 @@ def _parse_range(name, text, where):
 
 def read_space_file(path):
     """The items of a YAML space file as ``NAME=VALUES`` strings."""
-    import yaml
-
-    try:
-        conf = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise UsageError(f"--space {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UsageError(f"--space {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    conf = read_yaml(path, f"--space {path}")
     require(isinstance(conf, dict) and conf, f"--space {path}: expected a mapping of settings to values")
     items = []
     for key, value in conf.items():

@@ -19,7 +19,6 @@ for a model's kernel shapes, checking layer names and that every compression fit
 """
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +26,7 @@ from kcompress.errors import UsageError, require
 from kcompress.lc import additive, lowrank, pruning, quantization  # noqa: F401  (register the types)
 from kcompress.lc.additive import Additive
 from kcompress.lc.base import REGISTRY
+from kcompress.yamlfile import read_yaml
 
 SELECTORS = ("all", "each")
 
@@ -94,15 +94,8 @@ def _from_mapping(item, where):
 
 def load_tasks_file(path):
     """The task specs of a YAML file (see the module docstring)."""
-    import yaml
-
     where = f"--tasks-file {path}"
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise UsageError(f"{where}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UsageError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
+    doc = read_yaml(path, where)
     items = doc.get("tasks") if isinstance(doc, dict) else doc
     require(isinstance(items, list) and items, f"{where}: expected a non-empty list of tasks (or 'tasks:' list)")
     specs = []

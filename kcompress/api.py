@@ -164,7 +164,7 @@ def compress_one(ref, mod, settings, folder, seed, label=""):
     metrics = evaluate_model(result.model, ref.data, test_pred=test_pred)
     stats = compression_stats(result.model, ref.model)
     stats["total"].update(tflite_size(result.model))
-    stats["total"].update({f"reference_{k}": v for k, v in tflite_size(ref.model).items()})
+    stats["total"].update({f"reference_{k}": v for k, v in ref.tflite_size().items()})
     save_model(result.model, folder)
     record = run_record("compress", {"method": mod.NAME, **settings}, seed=seed, label=label,
                         parent=str(ref.folder), dataset=ref.data.describe(), reference_metrics=ref.run.get("metrics"),

@@ -25,6 +25,16 @@ class Reference:
     data: Dataset
     train: TrainConfig
     folder: Optional[Path] = None
+    _tflite_size: Optional[dict] = field(default=None, repr=False)
+
+    def tflite_size(self):
+        """The reference's float32 TFLite sizes, converted once: every setting of a sweep
+        (and every tuner trial) compares with them."""
+        if self._tflite_size is None:
+            from kcompress.convert import tflite_size
+
+            self._tflite_size = tflite_size(self.model)
+        return self._tflite_size
 
 
 @dataclass

@@ -71,6 +71,18 @@ def test_prune_then_cluster_keeps_every_zero(small):
     assert record["stripped_vs_wrapped_max_abs_diff"] < 1e-5
 
 
+def test_a_kernel_with_fewer_nonzeros_than_clusters_is_kept_frozen_and_listed(small):
+    from kcompress.methods import tfmot_cluster, tfmot_prune
+
+    settings = {**QUICK, "sparsity": 0.99, "clusters": 16}  # dense_3 keeps 10 weights: fewer than 16
+    pruned, _, _ = tfmot_prune.prune(small, clone(small.model), settings)
+    before = pruned.get_layer("dense_3").kernel.numpy().copy()
+    plain, _, record = tfmot_cluster.cluster(small, pruned, settings, preserve_sparsity=True)
+    assert "dense_3" in record["layers"]["skipped"] and "kept as is" in record["layers"]["skipped"]["dense_3"]
+    np.testing.assert_array_equal(plain.get_layer("dense_3").kernel.numpy(), before)
+    assert np.count_nonzero(before) == 10 and plain.get_layer("dense_3").trainable
+
+
 def test_layers_tfmot_cannot_wrap_are_skipped_and_listed(small):
     from kcompress.methods import tfmot_common
 

@@ -7,6 +7,7 @@ stripped kernel then holds at most K distinct values (biases are not clustered).
 ``preserve_sparsity`` (used by ``prune+cluster``) one centroid is pinned at zero and the
 zeros of a pruned kernel stay zeros.
 """
+import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from kcompress.errors import require
@@ -51,12 +52,27 @@ def cluster(reference, model, settings, preserve_sparsity=False, defaults=FINETU
     c = clustering_settings(settings)
     init = tfmot.clustering.keras.CentroidInitialization[common.CLUSTER_INITS[c["cluster_init"]]]
 
-    def make_wrap(cfg):
-        return lambda layer: tfmot.clustering.keras.cluster_weights(
+    frozen = []
+
+    def wrap(layer):
+        kernel = layer.kernel.numpy()
+        values = np.unique(kernel[kernel != 0] if preserve_sparsity else kernel)
+        if len(values) <= c["clusters"]:
+            # Already within K values (k-means could not even seed K centroids): keep it as it
+            # is, frozen while the others fine-tune, so that its values (and zeros) survive.
+            layer.trainable = False
+            frozen.append(layer.name)
+            raise ValueError(f"already holds {len(values)} distinct values (<= {c['clusters']}); kept as is")
+        return tfmot.clustering.keras.cluster_weights(
             layer, number_of_clusters=c["clusters"], cluster_centroids_init=init, preserve_sparsity=preserve_sparsity)
+
+    def make_wrap(cfg):
+        return wrap
 
     plain, history, record = common.run_stage(reference, model, settings, defaults, make_wrap,
                                               tfmot.clustering.keras.strip_clustering)
+    for name in frozen:
+        plain.get_layer(name).trainable = True
     record["clustering"] = {**c, "preserve_sparsity": preserve_sparsity}
     return plain, history, record
 

@@ -10,7 +10,8 @@ import numpy as np  # noqa: E402
 METRIC_LABELS = {"test_error": "test error (%)", "max_error": "ε = max |error| (positions)"}
 
 
-def _save(fig, path):
+def save_figure(fig, path):
+    """Lay out ``fig``, write it to ``path`` as PNG and free it."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -39,7 +40,7 @@ def training_curves(history, path, title="training", markers=()):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def confusion_matrix(y_true, y_pred, num_classes, path, title="confusion matrix (test)"):
@@ -59,7 +60,7 @@ def confusion_matrix(y_true, y_pred, num_classes, path, title="confusion matrix 
     ax.set_yticks(range(num_classes))
     fig.colorbar(im, ax=ax)
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
     return cm
 
 
@@ -81,4 +82,4 @@ def error_vs_ratio(points, reference_error, path, metric_label, title="error vs 
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -142,9 +142,7 @@ def _heatmap(rows, a, b, space, objective, path):
     others = [n for n in space if n not in (a, b) and len(_ordered(rows, n)) > 1]
     ax.set_title(f"{objective}" + (f" (best over {', '.join(others)})" if others else ""), fontsize=9)
     fig.colorbar(im, ax=ax, label=f"log10 {objective}" if shown is not grid else objective)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save_figure(fig, path)
 
 
 def _objective_plot(rows, objective, path):
@@ -165,9 +163,7 @@ def _objective_plot(rows, objective, path):
     ax.set_ylabel(objective)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save_figure(fig, path)
 
 
 def _write_best(out, best, runner):

@@ -1,8 +1,9 @@
 """Figures and tables of LC runs: error vs μ step for one run, and a table over several."""
 from pathlib import Path
 
-from kcompress import plots  # noqa: F401  (selects the Agg backend)
-import matplotlib.pyplot as plt  # noqa: E402
+from kcompress import plots
+
+plt = plots.plt
 
 
 def plot_steps(record, path, reference_error=None, title="LC"):
@@ -30,9 +31,7 @@ def plot_steps(record, path, reference_error=None, title="LC"):
     twin.semilogy(x, [s["mu"] for s in steps], color="grey", lw=0.8)
     twin.set_ylabel("μ", color="grey")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(Path(path), dpi=110)
-    plt.close(fig)
+    plots.save_figure(fig, Path(path))
 
 
 def table(rows, columns):

@@ -215,7 +215,7 @@ def run(reference, settings):
 def plot_gates(history, record, folder):
     """``pruner.png``: the diagnostics per epoch of the gate training (L_task, L_sel, L_rej,
     λ, μ, open gates, gate motion), and ``gates.png``: the final gate values per layer, sorted."""
-    from kcompress.plots import _save, plt
+    from kcompress.plots import plt, save_figure
 
     labels = {"loss": "L_task", "l_sel": "L_sel", "l_rej": "L_rej", "lam": "λ", "mu": "μ"}
     epochs = np.arange(1, len(history["loss"]) + 1)
@@ -239,7 +239,7 @@ def plot_gates(history, record, folder):
     axes[1, 1].axhline(DEFAULTS["stall_threshold"], color="r", lw=0.6, ls="--", label="stall threshold")
     fig.suptitle(f"pruner masks: gate training ({'converged' if record['converged'] else 'NOT converged'} "
                  f"after {record['gate_epochs']} epochs; dotted = λ raises)")
-    _save(fig, folder / "pruner.png")
+    save_figure(fig, folder / "pruner.png")
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in record["gate_values"].items():
         ax.plot(np.sort(values)[::-1], label=f"{name} (keep {record['targets'][name]})")
@@ -247,4 +247,4 @@ def plot_gates(history, record, folder):
     ax.set_ylabel("σ(w) at the end")
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, folder / "gates.png")
+    save_figure(fig, folder / "gates.png")

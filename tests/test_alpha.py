@@ -51,7 +51,7 @@ def test_alpha_one_is_the_original_exactly(reference, zoo_name, before_activatio
     model = reference.model if zoo_name == "lenet300" else build_model("convnet", (28, 28), 10)
     layers = alpha.prunable_layers(model, ",".join(l.name for l in alpha.target_layers(model)))
     ranks = {l.name: blend.branch_rank(l, 0.65)[0] for l in layers}
-    blended = blend.blend_model(model, ranks, before_activation=before_activation)
+    blended = blend.blend_model(model, ranks, before_activation=before_activation, pooled=blend.pooled_convs(model))
     x = reference.data.x_test[:256]
     got, want = blended.predict(x, verbose=0), model.predict(x, verbose=0)
     if zoo_name == "lenet300":  # bitwise: 1·y + 0·branch == y
@@ -74,6 +74,36 @@ def test_alpha_zero_strips_the_originals(reference, tmp_path, before_activation)
     assert {w.shape for w in loaded.weights}.isdisjoint({(784, 300), (300, 100)})
     x = reference.data.x_test[:256]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), blended.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_default_layers_count_multiply_adds_too():
+    convnet = build_model("convnet", (28, 28), 10)  # conv_1: 0.07 % of the parameters, 9 % of the multiply-adds
+    assert [l.name for l in alpha.prunable_layers(convnet)] == ["conv_1", "conv_2", "dense_1"]
+    assert blend.layer_macs(convnet.get_layer("conv_1")) == 3 * 3 * 16 * 28 * 28
+
+
+@pytest.mark.parametrize("zoo_name, pooled", [("convnet", ["conv_1", "conv_2"]), ("lenet5", ["conv_1", "conv_2"])])
+def test_pooled_branches_drop_upsampling_and_pool_exactly(reference, tmp_path, zoo_name, pooled):
+    model = build_model(zoo_name, (28, 28), 10)
+    assert blend.pooled_convs(model) == pooled
+    ranks = {name: blend.branch_rank(model.get_layer(name), 0.65)[0] for name in pooled + ["dense_1"]}
+    blended = blend.blend_model(model, ranks, alpha=0.0, pooled=pooled)
+    rng = np.random.default_rng(2)
+    for layer in blended.layers:  # trained-looking branches, and batch-norms with some negative scales
+        if layer.name.endswith(blend.PROJ):
+            layer.set_weights([w + rng.normal(0, 0.5, w.shape) for w in layer.get_weights()])
+        elif layer.name.startswith("bn_"):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.normal(0, 1, gamma.shape), rng.normal(0, 0.5, beta.shape),
+                               rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 2, var.shape)])
+    stripped = save_and_load(blend.strip_model(model, blended), tmp_path)
+    kinds = [type(l).__name__ for l in stripped.layers]
+    assert "MaxPooling2D" not in kinds and "UpSampling2D" not in kinds and not blend.blend_layers(stripped)
+    assert stripped.get_layer("conv_1_narrow").get_config()["strides"] == (2, 2)
+    x = reference.data.x_test[:128]
+    got, want = stripped.predict(x, verbose=0), blended.predict(x, verbose=0)
+    assert np.all(np.isfinite(want)) and np.std(want) > 0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_blended_model_saves_and_loads_with_its_alpha(reference, tmp_path):
@@ -128,6 +158,7 @@ def test_compress_writes_table_and_marked_curves(reference_dir, tmp_path):
     (["--layers", "flatten"], "flatten is a Flatten"),
     (["--alpha-schedule", "list", "--alpha-list", "0.2,0.5"], "strictly decreasing"),
     (["--target", "student"], "unknown --target"),
+    (["--conv-branch", "wide"], "--conv-branch"),
 ])
 def test_bad_input_exits_2(reference_dir, tmp_path, capsys, flags, message):
     argv = ["compress", "--from", str(reference_dir), "--method", "alpha", "--out", str(tmp_path / "x"), *flags]

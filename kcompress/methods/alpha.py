@@ -35,10 +35,11 @@ HELP = "α-schedule: parallel narrower branches (rank-r bottlenecks) take over f
 SWEEPABLE = ("prune", "target")
 SCHEDULES = ("exp", "linear", "list")
 TARGETS = ("labels", "teacher")
-MIN_SHARE = 0.01  # default layers: those with at least 1 % of the Dense/Conv2D parameters
+MIN_SHARE = 0.01  # default layers: those with at least 1 % of the Dense/Conv2D parameters or multiply-adds
+CONV_BRANCHES = ("pooled", "full")
 DEFAULTS = dict(prune=0.65, alpha_schedule="exp", alpha_decay=0.05, alpha_min=0.05, alpha_list=None,
                 epochs_per_alpha=350, alpha_patience=2, alpha_lr_drops=2, target="labels", freeze_original=True,
-                blend_at="preactivation")
+                blend_at="preactivation", conv_branch="pooled")
 BLEND_AT = ("preactivation", "output")
 
 
@@ -60,6 +61,9 @@ def add_arguments(group):
         help="labels (task loss) or teacher (mean squared error per output to the original model's outputs)")
     add("--blend-at", choices=BLEND_AT, default=d["blend_at"],
         help="mix the two paths before the layer's activation (act(α·Wx + (1−α)·branch)) or after it")
+    add("--conv-branch", choices=CONV_BRANCHES, default=d["conv_branch"],
+        help="pooled: a conv followed by a 2×2 max-pool gets its branch at stride 2, upsampled while blending "
+             "(pool and upsampling cancel and are dropped at α = 0: a quarter of the work); full: at the conv's stride")
     frozen = group.add_mutually_exclusive_group()
     frozen.add_argument("--freeze-original", dest="freeze_original", action="store_true", default=argparse.SUPPRESS,
                         help="keep the pretrained weights fixed, train only the branches (the default)")
@@ -73,6 +77,8 @@ def method_settings(settings):
     s["prune"] = _number(s["prune"], "--prune")
     require(0 < s["prune"] < 1, f"--prune must be in (0, 1), got {s['prune']}")
     require(s["blend_at"] in BLEND_AT, f"unknown --blend-at {s['blend_at']!r} (one of {', '.join(BLEND_AT)})")
+    require(s["conv_branch"] in CONV_BRANCHES,
+            f"unknown --conv-branch {s['conv_branch']!r} (one of {', '.join(CONV_BRANCHES)})")
     require(s["target"] in TARGETS, f"unknown --target {s['target']!r} (one of {', '.join(TARGETS)})")
     for key, least in (("epochs_per_alpha", 1), ("alpha_patience", 1), ("alpha_lr_drops", 0)):
         flag = "--" + key.replace("_", "-")
@@ -140,17 +146,19 @@ def teacher_data(model, data):
 
 def prunable_layers(model, names=None):
     """The layers that get a branch: those named (Dense or Conv2D only), else every Dense and
-    Conv2D layer holding at least ``MIN_SHARE`` of their parameters. A branch of a tiny layer
-    saves next to nothing but can cripple it (a rank-3 bottleneck before 10 logits, a 2-channel
-    first conv), so those keep their original form unless named. At least one is needed."""
+    Conv2D layer holding at least ``MIN_SHARE`` of their parameters or of their multiply-adds.
+    A branch of a layer that is tiny on both counts saves next to nothing but can cripple it (a
+    rank-3 bottleneck before 10 logits), so those keep their original form unless named; a
+    first conv has few parameters but runs at every pixel, so it counts. At least one is needed."""
     layers = target_layers(model, names)
     for layer in layers:
         kind = type(layer).__name__
         require(kind in ("Dense", "Conv2D"),
                 f"--layers: {layer.name} is a {kind}; the α-schedule prunes Dense and Conv2D layers")
     if not names:
-        total = sum(blend.layer_params(l) for l in layers)
-        layers = [l for l in layers if blend.layer_params(l) >= MIN_SHARE * total]
+        params, macs = sum(blend.layer_params(l) for l in layers), sum(blend.layer_macs(l) for l in layers)
+        layers = [l for l in layers
+                  if blend.layer_params(l) >= MIN_SHARE * params or blend.layer_macs(l) >= MIN_SHARE * macs]
     require(layers, "no prunable layer (Dense or Conv2D) to give a branch; check --layers")
     return layers
 
@@ -160,8 +168,9 @@ def run(reference, settings):
     the plain branch model trained at α = 0 (the originals removed)."""
     s = method_settings(settings)
     layers = prunable_layers(reference.model, settings.get("layers"))
+    pooled = blend.pooled_convs(reference.model) if s["conv_branch"] == "pooled" else ()
     branches = {l.name: dict(zip(("rank", "branch_params"), blend.branch_rank(l, s["prune"])),
-                             original_params=blend.layer_params(l)) for l in layers}
+                             original_params=blend.layer_params(l), pooled=l.name in pooled) for l in layers}
     teacher = s["target"] == "teacher"
     data = teacher_data(reference.model, reference.data) if teacher else reference.data
     cfg = finetune_config(reference, settings, epochs=s["epochs_per_alpha"], optimizer="adam", lr=1e-3,
@@ -169,7 +178,7 @@ def run(reference, settings):
                           loss="mse" if teacher else reference.train.loss)
     step_cfg = replace(cfg, epochs=int(s["epochs_per_alpha"]))
     model = blend.blend_model(reference.model, {n: b["rank"] for n, b in branches.items()},
-                              before_activation=s["blend_at"] == "preactivation")
+                              before_activation=s["blend_at"] == "preactivation", pooled=pooled)
     history, rows, markers = {}, [], []
     for alpha in tqdm(s["schedule"], desc="α schedule", unit="α"):
         if alpha == 0:
@@ -208,6 +217,7 @@ def method_record(s, branches, rows):
     kept = sum(b["branch_params"] for b in branches.values())
     return {
         "prune": s["prune"], "target": s["target"], "freeze_original": s["freeze_original"], "blend_at": s["blend_at"],
+        "conv_branch": s["conv_branch"],
         "schedule": s["schedule"], "epochs_per_alpha": s["epochs_per_alpha"], "alpha_lr_drops": s["alpha_lr_drops"],
         "branches": branches, "prunable_params": original, "branch_params": kept, "kept_share": kept / original,
         "per_alpha": rows,

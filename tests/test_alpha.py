@@ -135,6 +135,16 @@ def test_run_labels_gives_plain_smaller_model(reference):
     assert [r["alpha"] for r in rec["per_alpha"]] == [0.5, 0.0]
 
 
+def test_run_on_a_conv_net_drops_the_pools(reference):
+    ref = replace(small(reference, n=300), model=build_model("convnet", (28, 28), 10))
+    result = alpha.run(ref, quick(prune=0.65))
+    branches = result.record["branches"]
+    assert {n: b["pooled"] for n, b in branches.items()} == {"conv_1": True, "conv_2": True, "dense_1": False}
+    kinds = [type(l).__name__ for l in result.model.layers]
+    assert "MaxPooling2D" not in kinds and "UpSampling2D" not in kinds
+    assert result.model.output_shape == (None, 10) and result.record["kept_share"] == pytest.approx(0.35, abs=0.01)
+
+
 def test_teacher_loss_is_the_per_output_mean(reference):
     ref = small(reference)
     teacher = reference.model.predict(ref.data.x_val, verbose=0)

@@ -35,7 +35,7 @@ import numpy as np
 
 from kcompress.backend import keras
 from kcompress.errors import require
-from kcompress.surgery import apply, copy_layer, rebuild
+from kcompress.surgery import apply, chain_layers, copy_layer, rebuild
 
 NARROW, PROJ, UP, BLEND, ACT = "_narrow", "_proj", "_up", "_blend", "_act"
 ELEMENTWISE = ("BatchNormalization", "Activation", "ReLU", "LeakyReLU")  # at inference
@@ -85,22 +85,20 @@ def branch_rank(layer, prune):
 
 
 def pooled_convs(model):
-    """Names of the Conv2D layers (stride 1) whose output reaches a 2×2, stride-2 max-pool
-    through element-wise layers only, with an even output height and width: those whose
-    branch can run at stride 2 (the pool leaves one value per 2×2 block anyway)."""
-    layers, found = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)], []
+    """``{conv: pool}``: the Conv2D layers (stride 1) whose output reaches a 2×2, stride-2
+    max-pool through element-wise layers only, with an even output height and width, each with
+    that pool: their branch can run at stride 2 (the pool leaves one value per 2×2 block anyway)."""
+    layers, found = chain_layers(model), {}
     for i, layer in enumerate(layers):
         cfg = layer.get_config()
         if type(layer).__name__ != "Conv2D" or tuple(cfg["strides"]) != (1, 1) or tuple(cfg["dilation_rate"]) != (1, 1) \
-                or cfg["data_format"] != "channels_last":
-            continue
-        if any(d % 2 for d in layer.output.shape[1:3]):
+                or cfg["data_format"] != "channels_last" or any(d % 2 for d in layer.output.shape[1:3]):
             continue
         nxt = next((l for l in layers[i + 1:] if type(l).__name__ not in ELEMENTWISE), None)
         if type(nxt).__name__ == "MaxPooling2D":
             pool = nxt.get_config()
             if tuple(pool["pool_size"]) == (2, 2) and tuple(pool["strides"]) == (2, 2) and pool["padding"] == "valid":
-                found.append(layer.name)
+                found[layer.name] = nxt.name
     return found
 
 
@@ -188,14 +186,5 @@ def strip_model(original, blended):
         if layer.weights and layer.name not in names:
             layer.set_weights(blended.get_layer(layer.name).get_weights())
     replace = {name: branch_only for name in names}
-    replace.update({pool: lambda layer, x: x for pool in _pools_after(source, pooled)})
+    replace.update({pool: lambda layer, x: x for conv, pool in pooled_convs(source).items() if conv in pooled})
     return rebuild(source, replace)
-
-
-def _pools_after(model, convs):
-    """The max-pool layer that follows each conv of ``convs`` in the chain ``model``."""
-    layers, pools = list(model.layers), []
-    for name in convs:
-        start = [l.name for l in layers].index(name)
-        pools.append(next(l.name for l in layers[start + 1:] if type(l).__name__ == "MaxPooling2D"))
-    return pools

@@ -85,7 +85,7 @@ def test_default_layers_count_multiply_adds_too():
 @pytest.mark.parametrize("zoo_name, pooled", [("convnet", ["conv_1", "conv_2"]), ("lenet5", ["conv_1", "conv_2"])])
 def test_pooled_branches_drop_upsampling_and_pool_exactly(reference, tmp_path, zoo_name, pooled):
     model = build_model(zoo_name, (28, 28), 10)
-    assert blend.pooled_convs(model) == pooled
+    assert list(blend.pooled_convs(model)) == pooled
     ranks = {name: blend.branch_rank(model.get_layer(name), 0.65)[0] for name in pooled + ["dense_1"]}
     blended = blend.blend_model(model, ranks, alpha=0.0, pooled=pooled)
     rng = np.random.default_rng(2)

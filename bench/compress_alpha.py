@@ -14,7 +14,6 @@ two models so that both see the same machine load. Results: bench/results/compre
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,61 +21,21 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kcompress import api  # noqa: E402
-from kcompress.convert import to_onnx, to_tflite  # noqa: E402
-from kcompress.modeldir import load_model, read_run  # noqa: E402
+from kcompress.export.check import OnnxRunner, TFLiteRunner, interleaved_latency_ms  # noqa: E402
+from kcompress.export.convert import to_onnx, to_tflite  # noqa: E402
+from kcompress.core.modeldir import load_model, read_run  # noqa: E402
+from kcompress.pipeline import load_reference  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def onnx_runner(model):
-    """A function running ``model``'s ONNX file on one thread with onnxruntime."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(to_onnx(model), so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return lambda x: sess.run(None, {name: x})[0]
-
-
-def litert_runner(model, batch_shape):
-    """A function running ``model``'s float32 TFLite file on one thread with LiteRT."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=to_tflite(model, "float32"), num_threads=1)
-    inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
-    interp.resize_tensor_input(inp, list(batch_shape))
-    interp.allocate_tensors()
-
-    def run(x):
-        interp.set_tensor(inp, x)
-        interp.invoke()
-        return interp.get_tensor(out)
-
-    return run
-
-
-def median_ms(runners, x, repeats):
-    """Median milliseconds per call of each runner, calls interleaved across runners."""
-    times = [[] for _ in runners]
-    for r in runners:  # warm-up
-        r(x)
-    for _ in range(repeats):
-        for t, r in zip(times, runners):
-            start = time.perf_counter()
-            r(x)
-            t.append(1000 * (time.perf_counter() - start))
-    return [float(np.median(t)) for t in times]
 
 
 def latency(ref_model, model, x, repeats):
     """Median ms of reference and result in ONNX and LiteRT, with the ONNX parity vs Keras."""
     keras_out = model.predict(x, verbose=0)
-    onnx_ref, onnx_new = onnx_runner(ref_model), onnx_runner(model)
-    lite_ref, lite_new = litert_runner(ref_model, x.shape), litert_runner(model, x.shape)
-    o_ref, o_new = median_ms([onnx_ref, onnx_new], x, repeats)
-    l_ref, l_new = median_ms([lite_ref, lite_new], x, repeats)
+    onnx_ref, onnx_new = OnnxRunner(to_onnx(ref_model)), OnnxRunner(to_onnx(model))
+    lite_ref, lite_new = TFLiteRunner(to_tflite(ref_model)), TFLiteRunner(to_tflite(model))
+    o_ref, o_new = interleaved_latency_ms([onnx_ref, onnx_new], x, repeats)
+    l_ref, l_new = interleaved_latency_ms([lite_ref, lite_new], x, repeats)
     return {
         "onnx_ms_reference": o_ref, "onnx_ms": o_new, "onnx_speedup": o_ref / o_new,
         "litert_ms_reference": l_ref, "litert_ms": l_new, "litert_speedup": l_ref / l_new,
@@ -92,7 +51,7 @@ def one(ref_dir, target, args):
     if not (args.reuse and out.is_dir()):
         api.compress(ref_dir, "alpha", out, overwrite=True, seed=args.seed, **settings)
     run, ref_run = read_run(out), read_run(ref_dir)
-    ref = api.load_reference(ref_dir)
+    ref = load_reference(ref_dir)
     model = load_model(out)
     x = ref.data.x_test[: args.batch].astype(np.float32)
     m = run["method"]

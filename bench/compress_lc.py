@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 
 import kcompress  # noqa: F401
-from kcompress import api, plots
-from kcompress.lc.report import table
-from kcompress.methods.lc import DEFAULTS as LC_DEFAULTS
-from kcompress.modeldir import read_run
+from kcompress import api
+from kcompress.report import plots
+from kcompress.methods.lc.settings import LCSettings
+from kcompress.report.tables import table
+from kcompress.core.modeldir import read_run
 
 # row: (name, tasks, within 1 pp required, L-step settings other than the defaults)
 ROWS = {
@@ -71,8 +72,8 @@ def run_row(row, l_epochs, mu_steps):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--l-epochs", type=int, default=LC_DEFAULTS["l_epochs"])
-    p.add_argument("--mu-steps", type=int, default=LC_DEFAULTS["mu_steps"])
+    p.add_argument("--l-epochs", type=int, default=LCSettings.l_epochs)
+    p.add_argument("--mu-steps", type=int, default=LCSettings.mu_steps)
     p.add_argument("--rows", default="1,2,3,4,5,6")
     p.add_argument("--merge", action="store_true", help="keep the other rows of an earlier bench/results/compress_lc.json")
     args = p.parse_args(argv)

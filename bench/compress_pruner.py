@@ -15,7 +15,6 @@ Usage: python bench/compress_pruner.py [--cases lenet,markov,wide] [--batch 1000
 """
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -23,8 +22,10 @@ import numpy as np
 
 import kcompress  # noqa: F401
 from kcompress import api
-from kcompress.convert import to_onnx
-from kcompress.modeldir import load_model
+from kcompress.export.check import OnnxRunner, interleaved_latency_ms
+from kcompress.export.convert import to_onnx
+from kcompress.core.modeldir import load_model
+from kcompress.pipeline import load_reference
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,26 +36,9 @@ CASES = {
 }
 
 
-def onnx_session(model):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(to_onnx(model), so, providers=["CPUExecutionProvider"])
-
-
 def latency_ratio(ref_model, model, x, repeats=30):
     """(reference ms, compressed ms, ratio) of median single-thread ONNX latency on batch ``x``."""
-    sessions = [onnx_session(m) for m in (ref_model, model)]
-    feeds = [{s.get_inputs()[0].name: x} for s in sessions]
-    times = [[], []]
-    for _ in range(repeats):
-        for i, (s, f) in enumerate(zip(sessions, feeds)):
-            start = time.perf_counter()
-            s.run(None, f)
-            times[i].append(1e3 * (time.perf_counter() - start))
-    ref_ms, ms = statistics.median(times[0]), statistics.median(times[1])
+    ref_ms, ms = interleaved_latency_ms([OnnxRunner(to_onnx(m)) for m in (ref_model, model)], x, repeats)
     return ref_ms, ms, ref_ms / ms
 
 
@@ -71,7 +55,7 @@ def run_case(name, batch):
     record = api.compress(ROOT / ref_dir, "pruner", ROOT / out, overwrite=True, seed=0, **settings)
     seconds = time.perf_counter() - start
     ref_model, model = load_model(ROOT / ref_dir), load_model(ROOT / out)
-    x = api.load_reference(ROOT / ref_dir).data.x_test[:batch].astype(np.float32)
+    x = load_reference(ROOT / ref_dir).data.x_test[:batch].astype(np.float32)
     ref_ms, ms, ratio = latency_ratio(ref_model, model, x)
     ms1_ref, ms1, ratio1 = latency_ratio(ref_model, model, x[:1], repeats=300)
     m = record["method"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import kcompress  # noqa: F401
 from kcompress import api
-from kcompress.modeldir import read_run
+from kcompress.core.modeldir import read_run
 
 REFERENCE = Path("models/ref")
 INDEX_REFERENCE = Path("models/tfmot-index")

@@ -20,8 +20,8 @@ from pathlib import Path
 import kcompress
 from kcompress import api
 from kcompress.backend import keras, set_seed
-from kcompress.data import load_dataset
-from kcompress.zoo import build_model
+from kcompress.core.data import load_dataset
+from kcompress.core.zoo import build_model
 
 RESULTS = Path(__file__).parent / "results"
 

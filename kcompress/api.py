@@ -1,224 +1,75 @@
 """The Python API: one function per CLI subcommand, with the same names and settings.
 
-``train`` builds and trains a zoo model and writes a model directory; ``evaluate`` scores
-one; ``compress`` runs a registered compression method on a trained model (sweeping any
-setting given as a list) and writes the compressed model directory with its statistics;
-``export`` converts and verifies deployable files. The CLI only parses flags and calls these.
+This module only composes: settings objects are built from keyword arguments (the same names as
+the command-line flags) and handed to :mod:`kcompress.pipeline` (train, compress),
+:mod:`kcompress.export.check`, :mod:`kcompress.tune.search` and :mod:`kcompress.demo`.
+
+    import kcompress
+    kcompress.train("models/ref", model="lenet300", epochs=30)
+    kcompress.compress("models/ref", "prune", "models/p95", sparsity=0.95)
+    kcompress.export("models/p95", "exported/p95")
 """
-import itertools
-import time
-from dataclasses import replace
-from pathlib import Path
-
-from kcompress import plots
-from kcompress.backend import keras, set_seed
-from kcompress.data import default_val_split, load_dataset
-from kcompress.errors import require
-from kcompress.modeldir import (
-    RUN_FILE,
-    check_out_dir,
-    load_model,
-    read_run,
-    run_record,
-    save_model,
-    staged_dir,
-    write_json,
-)
-from kcompress.objectives import evaluate_model, predict, primary_metric
-from kcompress.training import TrainConfig, fit
-from kcompress.zoo import build_model, parse_hidden
+from kcompress.core.modelspec import ModelSettings
+from kcompress.training.config import TrainConfig
 
 
-def train(out, model="lenet300", data="mnist-sample", hidden=None, activation="relu", val_split=None, seed=0,
-          overwrite=False, strategy="none", **settings):
-    """Train zoo ``model`` on ``data`` and write the model directory ``out``.
+def _split(settings, *classes):
+    """``settings`` divided among ``classes`` by field name (an unknown name: exit 2)."""
+    from kcompress.errors import require
 
-    ``settings`` are :class:`~kcompress.training.TrainConfig` fields (epochs, lr, ...). A run
-    killed half-way resumes from its last epoch when the same command is run again.
-    ``strategy`` (none, mirrored, multiworker) distributes training, see :mod:`kcompress.distribute`.
-    ``val_split`` defaults to 0.1, and to 0 for learned-index keys (an index must hold every
-    key). Returns the ``run.json`` record.
-    """
-    from kcompress import distribute
-
-    cfg = TrainConfig.from_dict(settings).validate()
-    if val_split is None:
-        val_split = default_val_split(data)
-    dist = distribute.make_strategy(strategy)  # before any TensorFlow op, as multi-worker needs
-    final_out, out = out, check_out_dir(distribute.worker_out(out, strategy), overwrite)
-    ds = load_dataset(data, val_split, seed)
-    set_seed(seed)
-    with dist.scope():  # variables (and, at compile, optimizer slots) are created replicated
-        net = build_model(model, ds.input_shape, ds.output_dim, parse_hidden(hidden), activation)
-    backup = out.parent / f".{out.name}.backup"
-    with staged_dir(out, overwrite) as tmp:
-        start = time.perf_counter()
-        history = fit(net, ds, cfg, backup_dir=backup)
-        seconds = time.perf_counter() - start
-        test_pred = predict(net, ds.x_test)
-        metrics = evaluate_model(net, ds, test_pred=test_pred)
-        save_model(net, tmp)
-        setup = dict(model=model, data=data, hidden=parse_hidden(hidden), activation=activation, val_split=val_split)
-        record = run_record("train", {**setup, **cfg.to_dict()}, seed=seed, dataset=ds.describe(), parent=None,
-                            history=history, metrics=metrics, train_seconds=seconds)
-        write_json(tmp / RUN_FILE, record)
-        write_model_plots(ds, history, tmp, test_pred, title=f"{model} on {data}")
-    distribute.discard_worker_copy(final_out, out)
-    return record
+    known = set().union(*(c.names() for c in classes))
+    unknown = sorted(set(settings) - known)
+    require(not unknown, f"unknown setting(s) {', '.join(unknown)}")
+    return [c.from_dict({k: v for k, v in settings.items() if k in c.names()}) for c in classes]
 
 
-def write_model_plots(data, history, folder, test_pred, title, markers=()):
-    """Training curves, and for classification the confusion matrix of ``test_pred``."""
-    if history.get("loss"):
-        plots.training_curves(history, Path(folder) / "training.png", title=title, markers=markers)
-    if data.task == "classification":
-        plots.confusion_matrix(data.y_test, test_pred.argmax(axis=-1), data.num_classes, Path(folder) / "confusion.png")
+def train(out, seed=0, overwrite=False, strategy="none", **settings):
+    """Train a zoo model and write the model directory ``out``; returns its ``run.json`` record.
 
+    ``settings`` are :class:`~kcompress.core.modelspec.ModelSettings` fields (model, data, hidden,
+    activation, val_split) and :class:`~kcompress.training.config.TrainConfig` fields (epochs, lr,
+    ...). A run killed half-way resumes when the same command runs again; ``strategy`` (none,
+    mirrored, multiworker) distributes the training."""
+    setup, cfg = _split(settings, ModelSettings, TrainConfig)  # bad settings: exit 2 before TensorFlow loads
+    from kcompress import pipeline
 
-def load_reference(folder, data=None):
-    """A :class:`~kcompress.methods.base.Reference` from model directory ``folder``.
-
-    The dataset is the one the model was trained on (same spec, split and seed) unless
-    ``data`` names another; its shapes must fit the model.
-    """
-    from kcompress.methods.base import Reference
-
-    model = load_model(folder)
-    run = read_run(folder)
-    s = run.get("settings", {})
-    ds = load_dataset(data or s.get("data", "mnist-sample"), s.get("val_split", 0.0), run.get("seed", 0))
-    want = tuple(model.inputs[0].shape[1:])
-    require(want == ds.input_shape, f"--data: samples of shape {ds.input_shape} do not fit the model's input {want}")
-    out_dim = model.outputs[0].shape[-1]
-    require(ds.task != "classification" or ds.num_classes <= out_dim,
-            f"--data: {ds.num_classes} classes but the model has {out_dim} outputs")
-    return Reference(model=model, run=run, data=ds, train=TrainConfig.from_dict(s), folder=Path(folder))
+    return pipeline.train(out, setup, cfg, seed=seed, overwrite=overwrite, strategy=strategy)
 
 
 def evaluate(from_dir, data=None):
-    """Scores of the model in ``from_dir`` on its dataset (or ``data``)."""
+    """Scores of the model in ``from_dir`` on the data it was made with (or ``data``)."""
+    from kcompress.core.objectives import evaluate_model
+    from kcompress.pipeline import load_reference
+
     ref = load_reference(from_dir, data)
     return {"model": str(from_dir), "data": ref.data.name, **evaluate_model(ref.model, ref.data)}
 
 
-def clone(model):
-    """A fresh copy of ``model`` with the same weights (methods never touch the reference)."""
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def compress(from_dir, method, out, overwrite=False, seed=0, **settings):
-    """Compress the model in ``from_dir`` with ``method`` and write the result to ``out``.
+    """Compress the model in ``from_dir`` with ``method`` into ``out``; ``settings`` are the
+    method's settings fields (see ``kcompress compress --method NAME --help``). A sweepable
+    setting given as a list (or a comma string) runs a sweep. Returns the record(s)."""
+    from kcompress.core.settings import expand
+    from kcompress.methods import settings_class
 
-    A setting listed in the method's ``SWEEPABLE`` may be a list (or a comma string): every
-    combination is run from the same reference into ``out/<label>/``, and ``out`` gets a
-    table (markdown, CSV) and a plot of error vs compression ratio. Returns the record(s).
-    """
-    from kcompress.methods import get_method
+    runs = expand(settings_class(method), settings)  # bad settings: exit 2 before TensorFlow loads
+    from kcompress import pipeline
 
-    mod = get_method(method)
-    check_out_dir(out, overwrite)
-    ref = load_reference(from_dir)
-    runs = sweep_settings(mod, settings)
-    for _, s in runs:  # bad input fails before any run of a sweep starts
-        getattr(mod, "check_settings", lambda s: None)(s)
-    with staged_dir(out, overwrite) as tmp:
-        if len(runs) == 1:
-            return compress_one(ref, mod, runs[0][1], tmp, seed)
-        records = []
-        for label, s in runs:
-            (tmp / label).mkdir()
-            records.append(compress_one(ref, mod, s, tmp / label, seed, label=label))
-        write_sweep(records, ref, tmp)
-        return records
+    return pipeline.compress(from_dir, runs, out, overwrite=overwrite, seed=seed)
 
 
-def sweep_settings(mod, settings):
-    """``[(label, settings)]``: one entry per combination of the list-valued sweepable settings."""
-    axes = {}
-    for key in getattr(mod, "SWEEPABLE", ()):
-        value = settings.get(key)
-        if isinstance(value, str) and "," in value:
-            value = value.split(",")
-        if isinstance(value, (list, tuple)) and len(value) > 1:
-            axes[key] = list(value)
-        elif isinstance(value, (list, tuple)):
-            settings = {**settings, key: value[0]}
-    if not axes:
-        return [("", settings)]
-    combos = itertools.product(*axes.values())
-    return [("-".join(f"{k}{v}" for k, v in zip(axes, c)), {**settings, **dict(zip(axes, c))}) for c in combos]
+def export(from_dir, out, overwrite=False, **options):
+    """Convert the model in ``from_dir`` and verify each file; see :mod:`kcompress.export.check`."""
+    from kcompress.export.check import export_and_check
+
+    return export_and_check(from_dir, out, overwrite=overwrite, **options)
 
 
-def compress_one(ref, mod, settings, folder, seed, label=""):
-    """Run one method setting on a copy of the reference; measure, save and plot it."""
-    from kcompress.convert import tflite_size
-    from kcompress.stats import compression_stats, format_stats
+def tune(out, **settings):
+    """Hyperparameter search with Keras Tuner; see :mod:`kcompress.tune.search`."""
+    from kcompress.tune.search import tune as run_search
 
-    set_seed(seed)
-    start = time.perf_counter()
-    result = mod.run(replace(ref, model=clone(ref.model)), dict(settings))
-    seconds = time.perf_counter() - start
-    test_pred = predict(result.model, ref.data.x_test)
-    metrics = evaluate_model(result.model, ref.data, test_pred=test_pred)
-    stats = compression_stats(result.model, ref.model)
-    stats["total"].update(tflite_size(result.model))
-    stats["total"].update({f"reference_{k}": v for k, v in ref.tflite_size().items()})
-    save_model(result.model, folder)
-    record = run_record("compress", {"method": mod.NAME, **settings}, seed=seed, label=label,
-                        parent=str(ref.folder), dataset=ref.data.describe(), reference_metrics=ref.run.get("metrics"),
-                        metrics=metrics, compression=stats, history=result.history, method=result.record,
-                        compress_seconds=seconds)
-    write_json(Path(folder) / RUN_FILE, record)
-    write_model_plots(ref.data, result.history, folder, test_pred, title=f"{mod.NAME} {label}".strip())
-    if result.plots:
-        result.plots(Path(folder))
-    print(f"\n[{mod.NAME} {label}] " + summary_line(record, ref.data.task))
-    print(format_stats(stats))
-    return record
-
-
-def summary_line(record, task):
-    """``test error 4.1 % (reference 3.9 %) · 12.3x fewer bits · TFLite gzip 20 KiB``."""
-    key = primary_metric(task)
-    m, ref = record["metrics"], record.get("reference_metrics") or {}
-    unit = " %" if task == "classification" else " positions"
-    name = "test error" if task == "classification" else "ε"
-    t = record["compression"]["total"]
-    return (f"{name} {m[key]:.2f}{unit} (reference {ref.get(key, float('nan')):.2f}{unit}) · "
-            f"{t['bits_ratio']:.1f}x fewer bits · TFLite gzip {t['tflite_gzip_bytes'] / 1024:.1f} KiB "
-            f"(reference {t['reference_tflite_gzip_bytes'] / 1024:.1f} KiB)")
-
-
-def write_sweep(records, ref, folder):
-    """``sweep.md``, ``sweep.csv`` and ``sweep.png`` over the runs of a sweep."""
-    key = primary_metric(ref.data.task)
-    rows = [(r["label"], r["metrics"][key], r["compression"]["total"]["bits_ratio"],
-             r["compression"]["total"]["tflite_gzip_bytes"]) for r in records]
-    head = ("setting", key, "bits_ratio", "tflite_gzip_bytes")
-    ref_error = ref.run.get("metrics", {}).get(key, float("nan"))
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), f"| reference | {ref_error:.3f} | 1.0 | - |"]
-    lines += [f"| {a} | {b:.3f} | {c:.2f} | {d} |" for a, b, c, d in rows]
-    (folder / "sweep.md").write_text("\n".join(lines) + "\n")
-    csv = [",".join(head), f"reference,{ref_error},1.0,"] + [f"{a},{b},{c},{d}" for a, b, c, d in rows]
-    (folder / "sweep.csv").write_text("\n".join(csv) + "\n")
-    plots.error_vs_ratio([(c, b, a) for a, b, c, _ in rows], ref_error, folder / "sweep.png", key)
-    print("\n" + "\n".join(lines))
-
-
-def export(from_dir, out, formats=("tflite", "onnx"), overwrite=False, **options):
-    """Convert the model in ``from_dir`` and verify each file; see :mod:`kcompress.deploy`."""
-    from kcompress.deploy import export_and_check
-
-    return export_and_check(from_dir, out, formats=formats, overwrite=overwrite, **options)
-
-
-def tune(**settings):
-    """Hyperparameter search with Keras Tuner; see :mod:`kcompress.tuning`."""
-    from kcompress.tuning import tune as _tune
-
-    return _tune(**settings)
+    return run_search(out, **settings)
 
 
 def demo(out="models/demo", exported="exported/demo", overwrite=True, **settings):

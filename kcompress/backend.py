@@ -2,10 +2,41 @@
 
 ``keras`` is tf_keras (the Keras 2 API), which tfmot 0.8.1 requires. Every other module
 does ``from kcompress.backend import keras, tf``.
+
+TensorFlow's C++ start-up lines (oneDNN notice, CUDA stub, ``cuInit`` error on a CPU machine)
+are written to the process's stderr before its own log settings apply, so they are hidden by
+pointing file descriptor 2 at /dev/null while TensorFlow loads and first lists its devices;
+``--verbose`` (``KCOMPRESS_VERBOSE=1``) shows them.
 """
+import contextlib
+import os
+import sys
+
 import kcompress  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-import tensorflow as tf
-import tf_keras as keras
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send what C++ code writes to stderr to /dev/null for the block (unless verbose)."""
+    if os.environ.get("KCOMPRESS_VERBOSE") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+with _quiet_stderr():
+    import tensorflow as tf
+    import tf_keras as keras
+
+    tf.config.list_physical_devices()
 
 tf.get_logger().setLevel("ERROR")
 

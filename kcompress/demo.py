@@ -1,58 +1,63 @@
 """The demo: the whole path on the bundled MNIST sample, in a few minutes on 2 cores.
 
-Trains LeNet-300-100, compresses it with each registered method's demo setting, exports
-every model to TFLite and ONNX with the deployment check, and prints one summary table:
-error, storage-bit ratio, gzip'd TFLite size and ONNX latency, next to the reference.
+Trains LeNet-300-100, compresses it with a short setting of several methods, exports every
+model to TFLite and ONNX with the deployment check, and prints one summary table: error,
+storage-bit ratio, gzip'd TFLite size and ONNX latency, next to the reference.
 """
 from pathlib import Path
 
-from kcompress import api
-from kcompress.methods import REGISTRY
+from kcompress import pipeline
+from kcompress.core.modeldir import read_run
+from kcompress.core.modelspec import ModelSettings
+from kcompress.core.settings import expand
+from kcompress.export.check import export_and_check
+from kcompress.methods import settings_class
+from kcompress.report.tables import write_table
+from kcompress.training.config import TrainConfig
 
 # (label, method, settings): short settings that show each method without taking long.
 DEMO_STEPS = (
     ("pruned-90", "prune", {"sparsity": 0.9, "epochs": 6}),
-    ("pruned-90-clustered-8", "prune+cluster", {"sparsity": 0.9, "clusters": 8, "epochs": 4}),
+    ("pruned-90-clustered-8", "prune+cluster", {"sparsity": 0.9, "clusters": 8, "epochs": 4, "cluster_epochs": 4}),
     ("lc-keep-5pc", "lc", {"task": ["all:prune-l0:kappa=0.05"], "mu0": 1e-3, "mu_factor": 1.5, "mu_steps": 8,
                            "l_epochs": 2}),
 )
 
 
-def run_demo(out="models/demo", exported="exported/demo", overwrite=True, epochs=30, seed=0):
+def run_demo(out="models/demo", exported="exported/demo", overwrite=True, epochs=30, seed=0, steps=DEMO_STEPS):
     """Run the demo into ``out`` (model directories) and ``exported`` (files, reports)."""
     out, exported = Path(out), Path(exported)
     print(f"== 1. train LeNet-300-100 on the bundled MNIST sample ({epochs} epochs)")
-    api.train(out / "reference", model="lenet300", data="mnist-sample", epochs=epochs, seed=seed, overwrite=overwrite)
+    pipeline.train(out / "reference", ModelSettings(), TrainConfig(epochs=epochs), seed=seed, overwrite=overwrite)
     models = {"reference": out / "reference"}
-    for i, (label, method, settings) in enumerate(_steps(), start=2):
+    for i, (label, method, settings) in enumerate(steps, start=2):
         print(f"\n== {i}. compress: {label}")
-        api.compress(models["reference"], method, out / label, overwrite=overwrite, seed=seed, **settings)
+        runs = expand(settings_class(method), settings)
+        pipeline.compress(models["reference"], runs, out / label, overwrite=overwrite, seed=seed)
         models[label] = out / label
     print("\n== export and check every model (LiteRT and onnxruntime, full test set)")
-    reports = {label: api.export(path, exported / label, formats=("tflite", "onnx"), tflite_modes=("float32", "int8"),
-                                 overwrite=overwrite, seed=seed) for label, path in models.items()}
-    table = summary(models, reports)
+    reports = {label: export_and_check(path, exported / label, overwrite=overwrite, seed=seed,
+                                       formats=("tflite", "onnx"), tflite_modes=("float32", "int8"))
+               for label, path in models.items()}
+    table = write_table(out / "summary", summary_rows(models, reports), SUMMARY_COLUMNS)
     print("\n" + table)
-    (out / "summary.md").write_text(table + "\n")
     return table
 
 
-def _steps():
-    return [step for step in DEMO_STEPS if step[1] in REGISTRY]
+SUMMARY_COLUMNS = [("model",), ("test_error", "test error %", "{:.2f}"), ("bits_ratio", "bits ratio", "{:.1f}x"),
+                   ("tflite_kib", "TFLite gzip KiB", "{:.1f}"), ("int8_kib", "int8 TFLite gzip KiB", "{:.1f}"),
+                   ("onnx_ms", "ONNX latency 256 (ms)", "{:.3f}"), ("check", "export check")]
 
 
-def summary(models, reports):
-    """One markdown row per model: its metric, bit ratio, file sizes, latency and check."""
-    from kcompress.modeldir import read_run
-
-    lines = ["| model | test error % | bits ratio | TFLite gzip KiB | int8 TFLite gzip KiB | ONNX latency 256 (ms) | export check |",
-             "|---|---|---|---|---|---|---|"]
+def summary_rows(models, reports):
+    """One row per model: its metric, bit ratio, file sizes, latency and check."""
+    rows = []
     for label, path in models.items():
         run, files = read_run(path), {r["variant"]: r for r in reports[label]["files"]}
-        ratio = run.get("compression", {}).get("total", {}).get("bits_ratio", 1.0)
-        lines.append(
-            f"| {label} | {run['metrics']['test_error']:.2f} | {ratio:.1f}x | "
-            f"{files['tflite-float32']['gzip_bytes'] / 1024:.1f} | {files['tflite-int8']['gzip_bytes'] / 1024:.1f} | "
-            f"{files['onnx']['batch_latency_ms']:.3f} | {'pass' if reports[label]['passed'] else 'FAIL'} |"
-        )
-    return "\n".join(lines)
+        rows.append({"model": label, "test_error": run["metrics"]["test_error"],
+                     "bits_ratio": (run.get("compression") or {}).get("total", {}).get("bits_ratio", 1.0),
+                     "tflite_kib": files["tflite-float32"]["gzip_bytes"] / 1024,
+                     "int8_kib": files["tflite-int8"]["gzip_bytes"] / 1024,
+                     "onnx_ms": files["onnx"]["batch_latency_ms"],
+                     "check": "pass" if reports[label]["passed"] else "FAIL"})
+    return rows

@@ -18,7 +18,7 @@ def reference_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def reference(reference_dir):
     """The :class:`~kcompress.methods.base.Reference` of ``reference_dir``."""
-    from kcompress.api import load_reference
+    from kcompress.pipeline import load_reference
 
     return load_reference(reference_dir)
 

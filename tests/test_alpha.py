@@ -5,18 +5,22 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from kcompress import api, blend, cli
+from kcompress import api
+from kcompress.pipeline import clone
+from kcompress.cli import main as cli
+from kcompress.methods.alpha import blend
 from kcompress.backend import keras
-from kcompress.methods import alpha
-from kcompress.modeldir import RUN_FILE, load_model, save_model, write_json
-from kcompress.zoo import build_model
+from kcompress.methods.alpha import method as alpha
+from kcompress.methods.alpha.settings import AlphaSettings, alpha_schedule
+from kcompress.core.modeldir import RUN_FILE, load_model, save_model, write_json
+from kcompress.core.zoo import build_model
 
 
 def small(reference, n=600):
     """``reference`` with a copy of its model and a small slice of its data (fast training)."""
     d = reference.data
     data = replace(d, x_train=d.x_train[:n], y_train=d.y_train[:n], x_val=d.x_val[:200], y_val=d.y_val[:200])
-    return replace(reference, model=api.clone(reference.model), data=data)
+    return replace(reference, model=clone(reference.model), data=data)
 
 
 def save_and_load(model, folder):
@@ -29,6 +33,10 @@ def save_and_load(model, folder):
 def quick(**settings):
     """Settings for a tiny schedule: α = 0.5 then 0, one epoch each."""
     return {"alpha_schedule": "list", "alpha_list": "0.5,0", "epochs_per_alpha": 1, "epochs": 1, **settings}
+
+
+def run(ref, **settings):
+    return alpha.run(ref, AlphaSettings.from_dict(quick(**settings)))
 
 
 def test_branch_rank_hits_the_target(reference):
@@ -114,17 +122,17 @@ def test_blended_model_saves_and_loads_with_its_alpha(reference, tmp_path):
 
 
 def test_schedule_values():
-    assert alpha.alpha_schedule("exp", 0.5, 0.2) == [0.5, 0.25, 0.0]
-    assert alpha.alpha_schedule("linear", 0.25, 0.3) == [0.75, 0.5, 0.0]
-    assert alpha.alpha_schedule("list", values="0.8,0.3") == [0.8, 0.3, 0.0]
-    default = alpha.method_settings({})["schedule"]
+    assert alpha_schedule("exp", 0.5, 0.2) == [0.5, 0.25, 0.0]
+    assert alpha_schedule("linear", 0.25, 0.3) == [0.75, 0.5, 0.0]
+    assert alpha_schedule("list", values="0.8,0.3") == [0.8, 0.3, 0.0]
+    default = AlphaSettings().alphas()
     assert default[0] == pytest.approx(0.95) and default[-2] >= 0.05 > default[-2] * 0.95 and default[-1] == 0
     assert all(a > b for a, b in zip(default, default[1:]))
 
 
 def test_run_labels_gives_plain_smaller_model(reference):
     ref = small(reference)
-    result = alpha.run(ref, quick(prune=0.65))
+    result = run(ref, prune=0.65)
     rec = result.record
     assert set(rec["branches"]) == {"dense_1", "dense_2"}  # dense_3 holds < 1 % of the parameters
     kept_dense_3 = blend.layer_params(reference.model.get_layer("dense_3"))
@@ -137,7 +145,7 @@ def test_run_labels_gives_plain_smaller_model(reference):
 
 def test_run_on_a_conv_net_drops_the_pools(reference):
     ref = replace(small(reference, n=300), model=build_model("convnet", (28, 28), 10))
-    result = alpha.run(ref, quick(prune=0.65))
+    result = run(ref, prune=0.65)
     branches = result.record["branches"]
     assert {n: b["pooled"] for n, b in branches.items()} == {"conv_1": True, "conv_2": True, "dense_1": False}
     kinds = [type(l).__name__ for l in result.model.layers]
@@ -148,7 +156,7 @@ def test_run_on_a_conv_net_drops_the_pools(reference):
 def test_teacher_loss_is_the_per_output_mean(reference):
     ref = small(reference)
     teacher = reference.model.predict(ref.data.x_val, verbose=0)
-    result = alpha.run(ref, quick(target="teacher", alpha_list="0", epochs=2))
+    result = run(ref, target="teacher", alpha_list="0", epochs=2)
     pred = result.model.predict(ref.data.x_val, verbose=0)
     assert result.history["val_loss"][-1] == pytest.approx(float(np.mean((pred - teacher) ** 2)), rel=1e-4)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kcompress.cli import main
+from kcompress.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_train_bad_input(capsys, tmp_path, bad_npz):
         (["--lr", "-1"], "--lr must be positive"),
         (["--batch-size", "0"], "--batch-size must be a positive integer"),
         (["--hidden", "3x"], "--hidden"),
-        (["--epochs", "ten"], "invalid int value"),
+        (["--epochs", "ten"], "--epochs 'ten': expected int"),
     ]
     for extra, needle in cases:
         _fails_cleanly(capsys, ["train", "--out", out, *extra], needle, out)
@@ -56,18 +56,18 @@ def test_existing_out_and_bad_model_directories(capsys, tmp_path, reference_dir)
     shutil.copytree(reference_dir, broken)
     (broken / "model.keras").write_bytes(b"garbage")
     _fails_cleanly(capsys, ["evaluate", "--from", str(broken)], "cannot load model.keras")
-    _fails_cleanly(capsys, ["export", "--from", str(reference_dir), "--format", "coreml", "--out", str(tmp_path / "e")],
-                   "--format: unknown coreml", tmp_path / "e")
+    _fails_cleanly(capsys, ["export", "--from", str(reference_dir), "--formats", "coreml", "--out", str(tmp_path / "e")],
+                   "--formats: unknown coreml", tmp_path / "e")
     _fails_cleanly(capsys, ["evaluate", "--from", str(reference_dir), "--data", "keys:uniform:50"], "do not fit the model's input")
 
 
 def test_config_file_gives_flags_and_rejects_unknown_keys(capsys, tmp_path):
-    from kcompress.cli import parse
+    from kcompress.cli.main import parse
 
     conf = tmp_path / "c.yaml"
     conf.write_text("epochs: 7\nbatch-size: full\n")
-    args = parse(["train", "--out", "x", "--config", str(conf), "--epochs", "9"])
-    assert args.epochs == 9 and args.batch_size == "full"
+    command, values = parse(["train", "--out", "x", "--config", str(conf), "--epochs", "9"])
+    assert command == "train" and str(values["epochs"]) == "9" and values["batch_size"] == "full"
     conf.write_text("epoch: 7\n")
     _fails_cleanly(capsys, ["train", "--out", "x", "--config", str(conf)], "unknown setting(s) epoch")
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from kcompress.data import generate_keys, key_bits, load_dataset, read_keys_file
+from kcompress.core.data import generate_keys, key_bits, load_dataset, read_keys_file
 from kcompress.errors import UsageError
 
 

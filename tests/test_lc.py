@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from kcompress.errors import UsageError
-from kcompress.lc.additive import Additive
-from kcompress.lc.lowrank import LowRank, RankSelection
-from kcompress.lc.pruning import ConstraintL0, ConstraintL1, PenaltyL0, PenaltyL1
-from kcompress.lc.quantization import AdaptiveQuantization, Binary, ScaledBinary, ScaledTernary, assign
-from kcompress.lc.tasks import load_tasks_file, parse_task, resolve
+from kcompress.methods.lc.types.additive import Additive
+from kcompress.methods.lc.types.lowrank import LowRank, RankSelection
+from kcompress.methods.lc.types.pruning import ConstraintL0, ConstraintL1, PenaltyL0, PenaltyL1
+from kcompress.methods.lc.types.quantization import AdaptiveQuantization, Binary, ScaledBinary, ScaledTernary, assign
+from kcompress.methods.lc.tasks import load_tasks_file, parse_task, resolve
 
 
 def subsets(n):
@@ -143,7 +143,7 @@ def test_bad_task_strings_say_why(text, reason):
 
 
 def test_bad_tasks_exit_2_from_the_cli(reference_dir, tmp_path, capsys):
-    from kcompress.cli import main
+    from kcompress.cli.main import main
 
     base = ["compress", "--from", str(reference_dir), "--method", "lc", "--out", str(tmp_path / "o")]
     assert main(base + ["--task", "all:lowrank:rank=3"]) == 2
@@ -157,7 +157,7 @@ def test_bad_tasks_exit_2_from_the_cli(reference_dir, tmp_path, capsys):
 # -- the loop -------------------------------------------------------------------------------------
 def small(reference, n=1000):
     """The reference with a copy of its model and the first ``n`` train and test samples."""
-    from kcompress.api import clone
+    from kcompress.pipeline import clone
 
     d = reference.data
     data = replace(d, x_train=d.x_train[:n], y_train=d.y_train[:n], x_test=d.x_test[:n], y_test=d.y_test[:n])
@@ -165,12 +165,14 @@ def small(reference, n=1000):
 
 
 def make_lc(ref, task, mus, **schedule):
-    from kcompress.lc.algorithm import LC, Schedule
     from kcompress.methods.base import finetune_config
+    from kcompress.methods.lc.algorithm import LC
+    from kcompress.methods.lc.schedule import Schedule
+    from kcompress.methods.lc.settings import LCSettings
 
     shapes = {l.name: tuple(l.kernel.shape) for l in ref.model.layers if hasattr(l, "kernel")}
     tasks = resolve([parse_task(task)], shapes, list(shapes))
-    return LC(ref.model, ref.data, tasks, finetune_config(ref, {}, verbose=0), Schedule(tuple(mus), **schedule))
+    return LC(ref.model, ref.data, tasks, finetune_config(ref, LCSettings(task=("all:prune-l0:kappa=0.5",)), verbose=0), Schedule(tuple(mus), **schedule))
 
 
 def test_penalty_gradient_is_mu_times_w_minus_delta_minus_lambda_over_mu(reference, rng):
@@ -204,8 +206,8 @@ def test_short_lc_run_pulls_w_to_delta_and_ends_compressed(reference):
 
 def test_low_rank_layers_are_factorised_into_u_and_v(reference):
     from kcompress.backend import keras
-    from kcompress.lc.factorize import factorised_model
-    from kcompress.zoo import build_model
+    from kcompress.methods.lc.factorize import factorised_model
+    from kcompress.core.zoo import build_model
 
     for model, layer, rank in ((small(reference).model, "dense_2", 10), (build_model("lenet5", (28, 28), 10), "conv_2", 4)):
         shapes = {l.name: tuple(l.kernel.shape) for l in model.layers if hasattr(l, "kernel")}
@@ -225,6 +227,7 @@ def test_low_rank_layers_are_factorised_into_u_and_v(reference):
 
 def test_compress_api_writes_steps_and_plot(reference_dir, tmp_path):
     from kcompress import api
+    from kcompress.pipeline import load_reference
 
     out = tmp_path / "lc"
     record = api.compress(reference_dir, "lc", out, task=["dense_1:prune-l0:kappa=0.1", "dense_2:lowrank:rank=5",
@@ -232,7 +235,7 @@ def test_compress_api_writes_steps_and_plot(reference_dir, tmp_path):
     lc = record["method"]
     assert [s["mu"] for s in lc["steps"]] == [1e-2, 1e-1] and lc["factorised"] == ["dense_2"]
     assert {"dc", "storage", "tasks"} <= set(lc) and (out / "lc_steps.png").is_file()
-    model = api.load_reference(out).model
+    model = load_reference(out).model
     assert len(np.unique(model.get_layer("dense_3").kernel.numpy())) == 2
     assert np.count_nonzero(model.get_layer("dense_1").kernel.numpy()) == round(0.1 * 784 * 300)
     assert model.get_layer("dense_2_u").kernel.shape == (300, 5)

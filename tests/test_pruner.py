@@ -4,11 +4,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from kcompress import gates as G
+from kcompress.methods.pruner import gates as G
 from kcompress.backend import keras, tf
-from kcompress.pruner_schedule import LambdaMuSchedule
-from kcompress.unit_removal import remove_units
-from kcompress.zoo import build_model
+from kcompress.methods.pruner.schedule import LambdaMuSchedule
+from kcompress.methods.pruner.units import remove_units
+from kcompress.core.zoo import build_model
 
 
 def _sigmoid(w):
@@ -116,7 +116,8 @@ def test_schedule_raises_lambda_on_time_and_on_stall():
 
 
 def test_markov_updates_never_increase_total_loss(reference):
-    from kcompress.training import TrainConfig, compile_model
+    from kcompress.training.config import TrainConfig
+    from kcompress.training.loop import compile_model
 
     gated, gates = G.add_gates(reference.model, ["dense_1", "dense_2"])
     penalty = G.PrunerPenalty(gates, {"dense_1": 105, "dense_2": 35}, lam=1.0, mu=0.01)
@@ -144,14 +145,15 @@ def _small(reference):
 
 @pytest.mark.parametrize("mode", ["gradient", "markov"])
 def test_run_keeps_exactly_n_units(reference, mode):
-    from kcompress.api import clone
-    from kcompress.methods import pruner
+    from kcompress.pipeline import clone
+    from kcompress.methods.pruner import method as pruner
+    from kcompress.methods.pruner.settings import PrunerSettings
 
     ref = _small(reference)
     ref = dataclasses.replace(ref, model=clone(ref.model), train=dataclasses.replace(ref.train, verbose=0))
     settings = dict(keep_units="dense_1=30,dense_2=10", pruner_optimizer=mode, max_epochs=8, lambda_every=2,
-                    gate_lr=0.1, finetune_epochs=1)
-    result = pruner.run(ref, settings)
+                    gate_lr=0.1, epochs=1)
+    result = pruner.run(ref, PrunerSettings.from_dict(settings))
     assert [l.units for l in result.model.layers if isinstance(l, keras.layers.Dense)] == [30, 10, 10]
     rec = result.record
     assert {k: len(v) for k, v in rec["kept_units"].items()} == {"dense_1": 30, "dense_2": 10}
@@ -170,10 +172,10 @@ def test_run_keeps_exactly_n_units(reference, mode):
     (["--layers", "nosuch"], "no layer named nosuch"),
     (["--keep-units", "dense_1=301"], "dense_1=301 must be in 1..300"),
     (["--keep-units", "dense_3=5"], "the output layer's units cannot be removed"),
-    (["--mu", "foo"], "--mu 'foo': expected a number"),
+    (["--mu", "foo"], "--mu 'foo': expected 'adaptive' or a number"),
 ])
 def test_bad_input_exits_2(reference_dir, tmp_path, capsys, flags, message):
-    from kcompress.cli import main
+    from kcompress.cli.main import main
 
     out = str(tmp_path / "o")
     code = main(["compress", "--from", str(reference_dir), "--method", "pruner", "--out", out, *flags])

@@ -5,11 +5,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from kcompress.api import clone
+from kcompress.pipeline import clone
 from kcompress.backend import keras
-from kcompress.cli import main
-from kcompress.modeldir import MODEL_FILE, save_model
-from kcompress.stats import array_bits, compression_stats
+from kcompress.cli.main import main
+from kcompress.core.modeldir import MODEL_FILE, save_model
+from kcompress.core.stats import array_bits, compression_stats
+from kcompress.methods.tfmot import cluster, common, prune
+from kcompress.methods.tfmot.settings import ClusterSettings, PruneSettings
 
 KERNELS = ("dense_1", "dense_2", "dense_3")
 QUICK = dict(epochs=1, batch_size=100)  # 10 steps per epoch on the 1000-sample subset
@@ -24,8 +26,8 @@ def small(reference):
     return replace(reference, data=data)
 
 
-def run_method(module, ref, **settings):
-    return module.run(replace(ref, model=clone(ref.model)), {**QUICK, **settings})
+def run_method(module, cls, ref, **settings):
+    return module.run(replace(ref, model=clone(ref.model)), cls.from_dict({**QUICK, **settings}))
 
 
 def saved_kernels(model, folder):
@@ -36,9 +38,7 @@ def saved_kernels(model, folder):
 
 
 def test_prune_m_by_n_zeroes_two_in_every_four(small):
-    from kcompress.methods import tfmot_prune
-
-    result = run_method(tfmot_prune, small, m_by_n="2:4")
+    result = run_method(prune, PruneSettings, small, m_by_n="2:4")
     kernel = result.model.get_layer("dense_2").kernel.numpy()  # (300, 100): blocks of 4 along the inputs
     blocks = (kernel.T.reshape(100, -1, 4) == 0).sum(axis=-1)
     assert np.all(blocks >= 2)
@@ -46,9 +46,7 @@ def test_prune_m_by_n_zeroes_two_in_every_four(small):
 
 
 def test_cluster_leaves_at_most_k_values_per_kernel(small, tmp_path):
-    from kcompress.methods import tfmot_cluster
-
-    result = run_method(tfmot_cluster, small, clusters=4, layers="dense_1,dense_2")
+    result = run_method(cluster, ClusterSettings, small, clusters=4, layers="dense_1,dense_2")
     kernels = saved_kernels(result.model, tmp_path)
     assert len(np.unique(kernels["dense_1"])) <= 4 and len(np.unique(kernels["dense_2"])) <= 4
     assert len(np.unique(kernels["dense_3"])) > 4  # not chosen: untouched
@@ -57,12 +55,11 @@ def test_cluster_leaves_at_most_k_values_per_kernel(small, tmp_path):
 
 
 def test_prune_then_cluster_keeps_every_zero(small):
-    from kcompress.methods import tfmot_cluster, tfmot_prune
-
     settings = {**QUICK, "sparsity": 0.8, "clusters": 4}
-    pruned, _, _ = tfmot_prune.prune(small, clone(small.model), settings)
+    pruned, _, _ = prune.prune(small, clone(small.model), PruneSettings.from_dict(settings, strict=False))
     zeros = {name: pruned.get_layer(name).kernel.numpy() == 0 for name in KERNELS}  # wrapping changes `pruned`
-    plain, _, record = tfmot_cluster.cluster(small, pruned, settings, preserve_sparsity=True)
+    plain, _, record = cluster.cluster(small, pruned, ClusterSettings.from_dict(settings, strict=False),
+                                       preserve_sparsity=True)
     for name in KERNELS:
         after = plain.get_layer(name).kernel.numpy()
         assert np.mean(zeros[name]) == pytest.approx(0.8, abs=0.01)
@@ -72,26 +69,23 @@ def test_prune_then_cluster_keeps_every_zero(small):
 
 
 def test_a_kernel_with_fewer_nonzeros_than_clusters_is_kept_frozen_and_listed(small):
-    from kcompress.methods import tfmot_cluster, tfmot_prune
-
     settings = {**QUICK, "sparsity": 0.99, "clusters": 16}  # dense_3 keeps 10 weights: fewer than 16
-    pruned, _, _ = tfmot_prune.prune(small, clone(small.model), settings)
+    pruned, _, _ = prune.prune(small, clone(small.model), PruneSettings.from_dict(settings, strict=False))
     before = pruned.get_layer("dense_3").kernel.numpy().copy()
-    plain, _, record = tfmot_cluster.cluster(small, pruned, settings, preserve_sparsity=True)
+    plain, _, record = cluster.cluster(small, pruned, ClusterSettings.from_dict(settings, strict=False),
+                                       preserve_sparsity=True)
     assert "dense_3" in record["layers"]["skipped"] and "kept as is" in record["layers"]["skipped"]["dense_3"]
     np.testing.assert_array_equal(plain.get_layer("dense_3").kernel.numpy(), before)
     assert np.count_nonzero(before) == 10 and plain.get_layer("dense_3").trainable
 
 
 def test_layers_tfmot_cannot_wrap_are_skipped_and_listed(small):
-    from kcompress.methods import tfmot_common
-
     def wrap(layer):
         if layer.name == "dense_2":
             raise ValueError("cannot wrap this one")
         return layer
 
-    _, layers = tfmot_common.wrap_layers(clone(small.model), {}, wrap)
+    _, layers = common.wrap_layers(clone(small.model), ClusterSettings(), wrap)
     assert layers["wrapped"] == ["dense_1", "dense_3"]
     assert layers["skipped"] == {"dense_2": "cannot wrap this one"}
 
@@ -143,6 +137,7 @@ def test_bits_ratio_of_a_pruned_and_clustered_model(small):
     (["--method", "prune", "--sparsity", "0.5,1.5"], "--sparsity must be in [0, 1)"),
     (["--method", "cluster", "--clusters", "1"], "--clusters must be at least 2"),
     (["--method", "prune+cluster", "--clusters", "x"], "--clusters 'x'"),
+    (["--method", "lc", "--epochs", "3"], "unrecognized arguments: --epochs"),
     (["--method", "prune", "--m-by-n", "4:2"], "--m-by-n 4:2"),
     (["--method", "nosuch"], "unknown --method 'nosuch'"),
 ])

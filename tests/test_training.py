@@ -7,13 +7,14 @@ import pytest
 
 from kcompress import api
 from kcompress.backend import keras, tf
-from kcompress.data import load_dataset
+from kcompress.core.data import load_dataset
 from kcompress.errors import TrainingDiverged
-from kcompress.modeldir import load_model
-from kcompress.objectives import ErrorFromAccuracy, LogSumExpError, MaxAbsError, evaluate_model
-from kcompress.penalty import QuadraticPenalty
-from kcompress.training import TrainConfig, fit
-from kcompress.zoo import build_model
+from kcompress.core.modeldir import load_model
+from kcompress.core.objectives import ErrorFromAccuracy, LogSumExpError, MaxAbsError, evaluate_model
+from kcompress.training.penalty import QuadraticPenalty
+from kcompress.training.config import TrainConfig
+from kcompress.training.loop import fit
+from kcompress.core.zoo import build_model
 
 
 @pytest.fixture(scope="module")

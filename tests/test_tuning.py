@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from kcompress.cli import main
-from kcompress.search_space import grid, parse_space, trial_value
-from kcompress.tuning import build_tuner
+from kcompress.cli.main import main
+from kcompress.tune.space import grid, parse_space, trial_value
+from kcompress.tune.search import build_tuner
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model", "index64", "--data", "keys:uniform:600", "--epochs", "1", "--search", "grid",
@@ -33,12 +33,13 @@ class FakeRunner:
 
     task = "regression"
     searchable = ("lr", "loss", "batch_size", "momentum", "epochs", "gamma")
+    budget, resumable = "epochs", True
 
     def __init__(self, kill_at=None):
         self.calls, self.kill_at = [], kill_at
 
-    def settings(self, values):
-        return {"epochs": 3, **values}
+    def max_budget(self):
+        return 3
 
     def run(self, values, folder, **_):
         self.calls.append(dict(values))
@@ -64,8 +65,8 @@ GRID = ["loss=mse,lse", "lr=1e-3,1e-2,1e-1", "batch_size=64,256"]
 
 
 def test_grid_enumerates_exactly_the_product_and_nan_trials_fail(tmp_path):
-    from kcompress.tuner import trial_rows
-    from kcompress.tuning_report import write_report
+    from kcompress.tune.tuner import trial_rows
+    from kcompress.tune.report import write_report
 
     runner = FakeRunner()
     tuner = _search(tmp_path / "g", GRID, runner)
@@ -101,12 +102,13 @@ def test_hyperband_trains_in_rounds_continuing_earlier_trials(tmp_path):
     runner.run = lambda values, folder, **kw: seen.append((values["epochs"], kw)) or FakeRunner.run(runner, values, folder)
     _search(tmp_path / "h", ["lr=1e-4:1e-2:log"], runner, search="hyperband")
     continued = [(epochs, kw) for epochs, kw in seen if kw.get("warm_start")]
-    assert continued and all(kw["initial_epoch"] > 0 and Path(kw["warm_start"]).is_dir() for _, kw in continued)
-    assert max(epochs + kw.get("initial_epoch", 0) for epochs, kw in seen) == 3  # max_epochs = --epochs
+    assert continued and all(Path(kw["warm_start"]).is_dir() for _, kw in continued)
+    assert max(epochs for epochs, _ in seen) == 3  # max_epochs = --epochs
+    assert all(epochs < 3 for epochs, _ in continued)  # a continued trial trains only the rest of its budget
 
 
 def test_killed_grid_search_resumes_without_redoing_or_losing_trials(tmp_path):
-    from kcompress.tuner import trial_rows
+    from kcompress.tune.tuner import trial_rows
 
     space = ["lr=1e-4,1e-3,1e-2", "loss=mse,lse"]
     first = FakeRunner(kill_at=4)
@@ -142,7 +144,8 @@ def test_bad_space_exits_2_with_the_reason(tmp_path, capsys, space, reason):
 MIRRORED = """
 import json, os, sys
 os.environ["KCOMPRESS_CPU_DEVICES"] = "2"
-from kcompress import api, distribute
+from kcompress import api
+from kcompress.training import distribute
 assert len(distribute.make_strategy("mirrored").extended.worker_devices) == 2
 out = {s: api.train(os.path.join(sys.argv[1], s), model="index64", data="keys:uniform:600", epochs=2,
                     strategy=s, verbose=0)["metrics"] for s in ("mirrored", "none")}
@@ -191,7 +194,7 @@ def test_chief_and_two_workers_run_every_trial_once(processes):
     assert sorted(done) == ["0", "1", "2", "3"]  # each trial once, over both workers
     assert all(any(line.startswith("trial ") for line in results[n][1].splitlines()) for n in ("w1", "w2"))
     rows = list((tmp / "search" / "trials.csv").read_text().splitlines())[1:]
-    assert len(rows) == 4 and all(",COMPLETED," in r for r in rows)
+    assert len(rows) == 4 and all(",completed," in r for r in rows)
     assert (tmp / "search" / "best" / "model.keras").is_file() and (tmp / "search" / "heatmap_lr_loss.png").is_file()
     best = json.loads((tmp / "search" / "best" / "run.json").read_text())
     assert best["metrics"]["max_error"] == pytest.approx(float(rows[0].split(",")[4]))

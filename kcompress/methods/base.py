@@ -1,19 +1,70 @@
-"""What every compression method shares: its input (the reference) and its result.
+"""What every compression method shares: its settings' base, its input, its result, its protocol.
 
-``run(reference, settings)`` of a method module receives a :class:`Reference` — the trained
-model, its ``run.json``, its dataset and training configuration — and the settings from
-the command line or Python, and returns a :class:`CompressionResult` holding a *plain*
-Keras model (no wrappers) that ``compress`` evaluates, measures, saves and plots.
+A method is a folder ``methods/<method>/`` with a ``settings.py`` (a frozen dataclass derived
+from :class:`MethodSettings` or :class:`FinetuneSettings`: defaults, validation, sweep axes; no
+TensorFlow, so ``--help`` stays instant) and a module whose ``run(reference, settings)`` follows
+:class:`Method`: it receives a :class:`Reference` — the trained model, its ``run.json``, its
+dataset and training configuration — and returns a :class:`CompressionResult` holding a *plain*
+Keras model (no wrappers) that the pipeline evaluates, measures, saves and plots. A method knows
+nothing of files, flags or sweeps.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional, Protocol
 
-from kcompress.data import Dataset
-from kcompress.training import TrainConfig
+from kcompress.core.data import Dataset
+from kcompress.core.settings import Settings, option, positive
+from kcompress.errors import require
+from kcompress.training.config import LR_SCHEDULES, OPTIMIZERS, TrainConfig, batch_size
 
-# Fine-tuning flags shared by all methods (defined once in the CLI); None = method default.
-FINETUNE_KEYS = ("epochs", "lr", "optimizer", "batch_size", "momentum", "lr_schedule", "patience")
+REFERENCE = "the reference's"
+
+
+@dataclass(frozen=True)
+class MethodSettings(Settings):
+    """Settings every method takes: which layers, and how its training steps run.
+
+    ``None`` in the optimizer fields means: as the reference was trained (its ``run.json``)."""
+
+    NAME: ClassVar[str] = ""
+    HELP: ClassVar[str] = ""
+    RUNNER: ClassVar[str] = ""  # module path of the method's ``run``
+    BUDGET: ClassVar[Optional[str]] = None  # the field Hyperband scales (epochs of some kind)
+
+    layers: str = option(None, "comma-separated layer names to compress (unset: the method's choice)")
+    batch_size: object = option(None, f"mini-batch size or 'full' (unset: {REFERENCE})", parse=batch_size, sweep=True)
+    optimizer: str = option(None, f"optimizer (unset: {REFERENCE})", choices=OPTIMIZERS, sweep=True)
+    lr: float = option(None, f"learning rate (unset: {REFERENCE})", sweep=True)
+    momentum: float = option(None, f"SGD momentum (unset: {REFERENCE})", sweep=True)
+
+    def check(self):
+        positive(self.lr, "--lr")
+        require(self.momentum is None or 0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
+
+    def train_overrides(self):
+        """The :class:`TrainConfig` fields this method sets (None = keep the reference's)."""
+        names = set(TrainConfig.names()) - {"verbose"}
+        return {k: v for k, v in self.to_dict().items() if k in names and v is not None}
+
+
+@dataclass(frozen=True)
+class FinetuneSettings(MethodSettings):
+    """A method that fine-tunes for a number of epochs with a learning-rate schedule."""
+
+    BUDGET: ClassVar[Optional[str]] = "epochs"
+
+    epochs: int = option(10, "fine-tuning epochs", sweep=True)
+    lr_schedule: str = option("fixed", "fine-tuning learning-rate schedule (see train --help)", choices=LR_SCHEDULES,
+                              sweep=True)
+    gamma: float = option(0.1, "learning-rate factor of the step and plateau schedules", sweep=True)
+    step_size: int = option(10, "epochs between step decays", sweep=True)
+    patience: int = option(0, "early-stopping patience in epochs (0 = off)", sweep=True)
+
+    def check(self):
+        super().check()
+        positive(self.epochs, "--epochs")
+        positive(self.step_size, "--step-size")
+        require(self.patience >= 0, f"--patience must be >= 0, got {self.patience}")
 
 
 @dataclass
@@ -25,13 +76,14 @@ class Reference:
     data: Dataset
     train: TrainConfig
     folder: Optional[Path] = None
+    data_spec: dict = field(default_factory=dict)  # how to load ``data`` again (see kcompress.pipeline)
     _tflite_size: Optional[dict] = field(default=None, repr=False)
 
     def tflite_size(self):
         """The reference's float32 TFLite sizes, converted once: every setting of a sweep
         (and every tuner trial) compares with them."""
         if self._tflite_size is None:
-            from kcompress.convert import tflite_size
+            from kcompress.export.convert import tflite_size
 
             self._tflite_size = tflite_size(self.model)
         return self._tflite_size
@@ -47,20 +99,25 @@ class CompressionResult:
     plots: Optional[Callable[[Path], None]] = None
 
 
-def finetune_config(reference, settings, **method_defaults):
-    """The training config for fine-tuning: reference's loss and batch size, the method's
-    defaults, then whatever the user set explicitly (``settings`` values that are not None)."""
-    base = reference.train.to_dict()
-    base.update({"lr_schedule": "fixed", "patience": 0, **method_defaults})
-    base.update({k: settings[k] for k in FINETUNE_KEYS if settings.get(k) is not None})
-    return TrainConfig.from_dict(base).validate()
+class Method(Protocol):
+    """A method module: ``run`` compresses a copy of the reference (``reference.model`` may be
+    changed in place) with validated ``settings`` of the method's settings class."""
+
+    def run(self, reference: Reference, settings: MethodSettings) -> CompressionResult: ...
+
+
+def finetune_config(reference, settings, **method_choices):
+    """The training config of a method's training steps: the reference's loss and batch size,
+    no schedule or early stopping, then ``method_choices`` (what the method's algorithm needs,
+    e.g. the α-schedule's plateau patience), then the settings the method declares."""
+    base = {**reference.train.to_dict(), "lr_schedule": "fixed", "patience": 0, **method_choices}
+    base.update(settings.train_overrides())
+    return TrainConfig.from_dict(base)
 
 
 def target_layers(model, names=None, kinds=("Dense", "Conv2D")):
     """The layers to compress: those named in ``names`` (comma string or list), else every
     layer of one of ``kinds`` that has a kernel. Unknown names are a usage error."""
-    from kcompress.errors import require
-
     if names:
         wanted = names.split(",") if isinstance(names, str) else list(names)
         known = {l.name: l for l in model.layers}

@@ -1,0 +1,168 @@
+"""The subcommands' parsers, built from the typed settings (no TensorFlow is imported here).
+
+``compress --method NAME`` (and ``tune --method NAME``) get exactly that method's settings as
+flags, with that method's defaults in the help; without ``--method``, ``compress --help`` lists
+every method's own flags, and the shared training-step flags once.
+"""
+import argparse
+
+from kcompress.cli.flags import add_settings
+from kcompress.core.modelspec import ModelSettings
+from kcompress.errors import UsageError
+from kcompress.export.settings import ExportSettings
+from kcompress.methods import REGISTRY, settings_class
+from kcompress.methods.base import FinetuneSettings
+from kcompress.training.config import TrainConfig
+
+PROG = "kcompress"
+EXAMPLES = """examples:
+  kcompress train    --model lenet300 --data mnist-sample --epochs 30 --out models/ref
+  kcompress compress --from models/ref --method prune --sparsity 0.95 --out models/p95
+  kcompress export   --from models/p95 --formats tflite,onnx --out exported/p95
+  kcompress demo     # the whole path on the bundled MNIST sample
+Each subcommand has --help with its defaults (compress --method NAME --help: that method's).
+Exit codes: 0 ok, 2 bad input, 1 failure."""
+SEARCHES = ("grid", "random", "bayesian", "hyperband")
+STRATEGIES = ("none", "mirrored", "multiworker")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit code 2."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog.removeprefix(PROG + ' ')}: {message}")
+
+
+def peek(argv, flag):
+    """The value of ``flag`` in ``argv`` (``--flag v`` or ``--flag=v``), before any parsing."""
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _common(p):
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="random seed: the same seed repeats the run "
+                                                                       "(default: 0)")
+    g.add_argument("--config", metavar="FILE.yaml", help="YAML file whose keys give any of these flags")
+    g.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    g.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log lines")
+
+
+def _out(p, what):
+    p.add_argument("--out", default=argparse.SUPPRESS, help=what)
+    p.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS,
+                   help="replace --out if it exists (the old one stays until the new one is complete)")
+
+
+def _from(p, what="model directory"):
+    p.add_argument("--from", dest="from_dir", default=argparse.SUPPRESS, help=what)
+
+
+def _train_parser(sub):
+    p = sub.add_parser("train", help="train a zoo model and write a model directory")
+    _out(p, "model directory to write (e.g. models/ref)")
+    p.add_argument("--strategy", choices=STRATEGIES, default=argparse.SUPPRESS,
+                   help="tf.distribute: mirrored = local GPUs (or KCOMPRESS_CPU_DEVICES logical CPUs); "
+                        "multiworker = the processes in TF_CONFIG, each running this command (default: none)")
+    add_settings(p.add_argument_group("model and data"), ModelSettings)
+    add_settings(p.add_argument_group("training"), TrainConfig)
+    _common(p)
+
+
+def _evaluate_parser(sub):
+    p = sub.add_parser("evaluate", help="score a model directory on its (or another) dataset")
+    _from(p)
+    p.add_argument("--data", default=argparse.SUPPRESS, help="dataset (default: the one the model was made with)")
+    _common(p)
+
+
+def _method_flags(p, method):
+    """The flags of ``method``'s settings, or (no method yet) every method's own flags for ``--help``."""
+    if method:
+        cls = settings_class(method)
+        add_settings(p.add_argument_group(f"--method {method}: {cls.HELP}"), cls)
+        return
+    added = set(FinetuneSettings.names())
+    add_settings(p.add_argument_group("training steps of every method (defaults per method: see "
+                                      "--method NAME --help)"), FinetuneSettings, note=lambda f: "default: per method")
+    for name in REGISTRY:
+        cls = settings_class(name)
+        add_settings(p.add_argument_group(f"--method {name}: {cls.HELP}"), cls, skip=added)
+        added |= set(cls.names())
+
+
+def _compress_parser(sub, method):
+    p = sub.add_parser("compress", help="compress a trained model with one method (or a sweep)")
+    _from(p, "model directory of the reference")
+    p.add_argument("--method", default=argparse.SUPPRESS, metavar="{" + ",".join(REGISTRY) + "}",
+                   help="compression method")
+    _out(p, "model directory to write (a folder of them for sweeps)")
+    _method_flags(p, method)
+    _common(p)
+
+
+def _export_parser(sub):
+    p = sub.add_parser("export", help="convert to TFLite/ONNX and verify against Keras")
+    _from(p)
+    _out(p, "folder for the files and report.json")
+    add_settings(p.add_argument_group("export"), ExportSettings)
+    _common(p)
+
+
+def _tune_parser(sub, method):
+    p = sub.add_parser("tune", help="search hyperparameters with Keras Tuner")
+    g = p.add_argument_group("search")
+    g.add_argument("--out", default=argparse.SUPPRESS, help="tuning directory (rerun the same command to resume)")
+    g.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS,
+                   help="start the search afresh (the old one stays until the new one is complete)")
+    g.add_argument("--search", choices=SEARCHES, default=argparse.SUPPRESS, help="Keras Tuner oracle (default: random)")
+    g.add_argument("--space", action="append", metavar="NAME=VALUES", default=argparse.SUPPRESS,
+                   help="a searched setting: lr=1e-4,1e-3 (choice), momentum=0.5:0.99 (range), "
+                        "lr=1e-5:1e-1:log, epochs=2:8:2 (stepped), or a YAML file; repeat the flag")
+    g.add_argument("--objective", default=argparse.SUPPRESS,
+                   help="what to minimise: val_loss, val_error, test_error, max_error, mae "
+                        "(default: val_error for classes, max_error (ε) for regression)")
+    g.add_argument("--max-trials", type=int, default=argparse.SUPPRESS,
+                   help="trials of random/bayesian searches (grid: the whole grid) (default: 10)")
+    g.add_argument("--chief", metavar="HOST:PORT", default=argparse.SUPPRESS,
+                   help="serve the search to workers at this address; exits when done")
+    g.add_argument("--worker", metavar="HOST:PORT", default=argparse.SUPPRESS, help="run trials for the chief there")
+    g.add_argument("--tuner-id", default=argparse.SUPPRESS,
+                   help="a worker's name (default: worker-PID); reuse it to resume a killed worker")
+    c = p.add_argument_group("compression search (instead of training)")
+    _from(c, "model directory of the reference to compress")
+    c.add_argument("--method", default=argparse.SUPPRESS, metavar="{" + ",".join(REGISTRY) + "}",
+                   help="compression method whose settings --space searches (its flags fix the others)")
+    if method:
+        _method_flags(p, method)
+    else:
+        add_settings(p.add_argument_group("model and data (base settings of training trials)"), ModelSettings)
+        add_settings(p.add_argument_group("training (base settings of training trials)"), TrainConfig)
+    _common(p)
+
+
+def _demo_parser(sub):
+    p = sub.add_parser("demo", help="train, compress and export LeNet-300-100 on the bundled MNIST sample")
+    p.add_argument("--out", default=argparse.SUPPRESS, help="folder for the demo's model directories "
+                                                            "(default: models/demo)")
+    p.add_argument("--exported", default=argparse.SUPPRESS, help="folder for the exported files (default: exported/demo)")
+    p.add_argument("--epochs", type=int, default=argparse.SUPPRESS, help="epochs of reference training (default: 30)")
+    _common(p)
+
+
+def build_parser(method=None):
+    """The whole parser; ``method`` (from ``--method``) picks the method flags of compress and tune."""
+    parser = _Parser(prog=PROG, description="Train, tune, compress and export Keras models.", epilog=EXAMPLES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    method = method if method in REGISTRY else None
+    for make in (_train_parser, _evaluate_parser, _export_parser, _demo_parser):
+        make(sub)
+    _compress_parser(sub, method)
+    _tune_parser(sub, method)
+    parser.commands = sub.choices
+    return parser

@@ -1,0 +1,142 @@
+"""The α-schedule: narrower parallel branches take over from the original layers.
+
+Every prunable layer gets a branch with ``prune`` fewer parameters (a rank-r bottleneck,
+see :mod:`kcompress.methods.alpha.blend`); the layer's output becomes ``α·original(x) + (1−α)·branch(x)``,
+by default mixed before the layer's activation (``--blend-at output``: after it).
+α starts at 1 and falls step by step to 0 (``exp``: α ← α·(1 − decay) until below
+``--alpha-min``, then 0; ``linear``: α ← α − decay; ``list``: the values given). At each α
+the model is trained — on the true labels, or (``--target teacher``) on the original
+model's outputs with the mean squared error per output value — with the learning rate
+reset to ``--lr`` and cut by ``gamma`` when the validation loss stalls for
+``--alpha-patience`` epochs. An α ends after ``--epochs-per-alpha`` epochs or, by default,
+once the learning rate has been cut ``--alpha-lr-drops`` times: that plateau-based end
+keeps the default schedule (58 α values) practical without early stopping, which the seed
+found cut training short (``--patience`` turns classic early stopping on if wanted). The
+optimizer defaults to Adam at 1e-3 (SGD with momentum at the reference's 0.05 diverged right
+after α resets). At α = 0 the originals are removed and the last step trains the plain branch
+model that is saved. By default layers with under 1 % of the Dense/Conv2D parameters keep
+their original form (see :func:`prunable_layers`).
+"""
+from dataclasses import replace
+
+from tqdm import tqdm
+
+from kcompress.backend import keras
+from kcompress.core.objectives import predict, primary_metric, scores
+from kcompress.errors import require
+from kcompress.methods.alpha import blend
+from kcompress.methods.base import CompressionResult, finetune_config, target_layers
+from kcompress.report.plots import training_curves
+from kcompress.report.tables import write_table
+from kcompress.training.history import merge_histories
+from kcompress.training.loop import fit
+
+MIN_SHARE = 0.01  # default layers: those with at least 1 % of the Dense/Conv2D parameters or multiply-adds
+
+
+class StopAfterLrDrops(keras.callbacks.Callback):
+    """Ends a training run once the learning rate has been cut ``drops`` times (0 = never)."""
+
+    def __init__(self, drops):
+        super().__init__()
+        self.drops = int(drops)
+
+    def _lr(self):
+        return float(keras.backend.get_value(self.model.optimizer.learning_rate))
+
+    def on_train_begin(self, logs=None):
+        self.count, self.last = 0, self._lr()
+
+    def on_epoch_end(self, epoch, logs=None):
+        lr = self._lr()
+        if lr < self.last * (1 - 1e-6):
+            self.count, self.last = self.count + 1, lr
+        if self.drops and self.count >= self.drops:
+            self.model.stop_training = True
+
+
+def teacher_data(model, data):
+    """``data`` with every split's targets replaced by ``model``'s outputs (computed once):
+    a regression task whose MSE loss is the mean over output values of the squared error."""
+    return replace(data, y_train=predict(model, data.x_train), y_val=predict(model, data.x_val),
+                   y_test=predict(model, data.x_test), task="regression", num_classes=0, y_scale=1.0)
+
+
+def prunable_layers(model, names=None):
+    """The layers that get a branch: those named (Dense or Conv2D only), else every Dense and
+    Conv2D layer holding at least ``MIN_SHARE`` of their parameters or of their multiply-adds.
+    A branch of a layer that is tiny on both counts saves next to nothing but can cripple it (a
+    rank-3 bottleneck before 10 logits), so those keep their original form unless named; a
+    first conv has few parameters but runs at every pixel, so it counts. At least one is needed."""
+    layers = target_layers(model, names)
+    for layer in layers:
+        kind = type(layer).__name__
+        require(kind in ("Dense", "Conv2D"),
+                f"--layers: {layer.name} is a {kind}; the α-schedule prunes Dense and Conv2D layers")
+    if not names:
+        params, macs = sum(blend.layer_params(l) for l in layers), sum(blend.layer_macs(l) for l in layers)
+        layers = [l for l in layers
+                  if blend.layer_params(l) >= MIN_SHARE * params or blend.layer_macs(l) >= MIN_SHARE * macs]
+    require(layers, "no prunable layer (Dense or Conv2D) to give a branch; check --layers")
+    return layers
+
+
+def run(reference, settings):
+    """Blend branches into a copy of the reference, train through the α schedule, and return
+    the plain branch model trained at α = 0 (the originals removed)."""
+    s = settings
+    layers = prunable_layers(reference.model, s.layers)
+    pooled = blend.pooled_convs(reference.model) if s.conv_branch == "pooled" else ()
+    branches = {l.name: dict(zip(("rank", "branch_params"), blend.branch_rank(l, s.prune)),
+                             original_params=blend.layer_params(l), pooled=l.name in pooled) for l in layers}
+    teacher = s.target == "teacher"
+    data = teacher_data(reference.model, reference.data) if teacher else reference.data
+    cfg = finetune_config(reference, s, epochs=s.epochs_per_alpha, plateau_patience=s.alpha_patience,
+                          loss="mse" if teacher else reference.train.loss)
+    step_cfg = replace(cfg, epochs=s.epochs_per_alpha)
+    model = blend.blend_model(reference.model, {n: b["rank"] for n, b in branches.items()},
+                              before_activation=s.blend_at == "preactivation", pooled=pooled)
+    parts, rows, markers = [], [], []
+    for alpha in tqdm(s.alphas(), desc="α schedule", unit="α"):
+        if alpha == 0:
+            model = blend.strip_model(reference.model, model)
+        blend.set_alpha(model, alpha)
+        blend.freeze_original(model, s.freeze_original)
+        markers.append((sum(len(p["loss"]) for p in parts) + 0.5, f"α={alpha:.3g}"))
+        h = fit(model, data, cfg if alpha == 0 else step_cfg, callbacks=[StopAfterLrDrops(s.alpha_lr_drops)])
+        parts.append({**h, "alpha": [float(alpha)] * len(h["loss"])})
+        rows.append(alpha_row(alpha, h, model, reference.data))
+    blend.freeze_original(model, False)
+    history = merge_histories(*parts)
+    record = method_record(s, branches, rows)
+    return CompressionResult(model=model, record=record, history=history,
+                             plots=lambda folder: write_outputs(folder, history, markers, rows, s))
+
+
+def alpha_row(alpha, h, model, data):
+    """One line of the per-α table: epochs, best validation loss, and the task metric (true
+    labels) at the end of this α, of the blended model and of its branches alone (α = 0)."""
+    x, y, split = (data.x_val, data.y_val, "val") if data.has_val else (data.x_train, data.y_train, "train")
+    metric = primary_metric(data.task).replace("test_", "")
+    blended = scores(y, predict(model, x), data)[metric]
+    blend.set_alpha(model, 0.0)
+    branches = scores(y, predict(model, x), data)[metric]
+    blend.set_alpha(model, alpha)
+    loss_key = "val_loss" if "val_loss" in h else "loss"
+    return {"alpha": alpha, "epochs": len(h["loss"]), f"best_{loss_key}": min(h[loss_key]),
+            f"{split}_{metric}": blended, f"{split}_{metric}_branches_only": branches}
+
+
+def method_record(s, branches, rows):
+    """What run.json records about the α-schedule (besides the settings)."""
+    original = sum(b["original_params"] for b in branches.values())
+    kept = sum(b["branch_params"] for b in branches.values())
+    return {"schedule": s.alphas(), "branches": branches, "prunable_params": original, "branch_params": kept,
+            "kept_share": kept / original, "per_alpha": rows}
+
+
+def write_outputs(folder, history, markers, rows, s):
+    """Training curves with the α changes marked, and the per-α table (markdown + CSV)."""
+    title = f"α-schedule, prune {s.prune}, {s.target} target"
+    training_curves(history, folder / "training.png", title=title, markers=markers)
+    write_table(folder / "alpha", rows, list(rows[0]))

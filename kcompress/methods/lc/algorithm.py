@@ -1,0 +1,158 @@
+"""The Learning-Compression loop (Carreira-Perpiñán 2017, arXiv:1707.01209).
+
+Direct compression first: Θ = C-step of the reference weights w̄ (the DC baseline). Then, for
+each μ of the schedule:
+
+- L-step: ``l_epochs`` epochs of SGD on loss(w) + μ/2·‖w − Δ(Θ) − λ/μ‖², learning rate
+  lr₀·decay^step — a :class:`~kcompress.training.penalty.QuadraticPenalty` whose targets Δ(Θ) + λ/μ and μ
+  are assigned between steps: the penalised model and its optimizer are built and compiled
+  once, so no step retraces anything and momentum carries over;
+- C-step: Θ = argmin ‖w − λ/μ − Δ(Θ)‖² (+ α·cost for penalty forms), per task;
+- multipliers: λ ← λ − μ(w − Δ(Θ)) (off: the quadratic-penalty method).
+
+Each step is recorded (μ, loss, ‖w − Δ(Θ)‖, train/test error of w and of Δ(Θ)). The result
+is the model with w = Δ(Θ) (:func:`compressed_model`): low-rank layers are factorised into
+two layers; quantized layers hold only codebook values.
+"""
+import time
+from dataclasses import replace
+
+import numpy as np
+from tqdm import tqdm
+
+from kcompress.backend import tf
+from kcompress.core.objectives import scores
+from kcompress.core.stats import FLOAT_BITS
+from kcompress.training import loop as training
+from kcompress.training.history import merge_histories
+from kcompress.training.penalty import PenalizedModel, QuadraticPenalty
+
+
+class Scorer:
+    """Train and test scores of a model, by one traced forward pass (no Keras predict overhead)."""
+
+    def __init__(self, model, data, chunk=8192):
+        spec = tf.TensorSpec([None, *data.input_shape], tf.float32)
+        self.forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self.data, self.chunk = data, chunk
+        self.metric = "error" if data.task == "classification" else "max_error"
+
+    def _predict(self, x):
+        return np.concatenate([self.forward(x[i:i + self.chunk]).numpy() for i in range(0, len(x), self.chunk)])
+
+    def __call__(self, suffix):
+        """``{"train_<metric><suffix>": ..., "test_<metric><suffix>": ...}``."""
+        d, m = self.data, self.metric
+        return {f"{split}_{m}{suffix}": scores(y, self._predict(x), d, "")[m]
+                for split, x, y in (("train", d.x_train, d.y_train), ("test", d.x_test, d.y_test))}
+
+
+class LC:
+    """One LC run of ``tasks`` (see :mod:`kcompress.methods.lc.tasks`) on ``model`` (changed in place)."""
+
+    def __init__(self, model, data, tasks, cfg, schedule):
+        self.model, self.data, self.tasks, self.cfg = model, data, tasks, cfg
+        self.schedule = schedule.validate()
+        self.kernels = [[model.get_layer(n).kernel for n in t.layers] for t in tasks]
+        self.variables = [v for group in self.kernels for v in group]
+        self.scorer = Scorer(model, data)
+        self.penalty = QuadraticPenalty(self.variables, name="lc_penalty")
+        self.trainee = training.compile_model(PenalizedModel(model, [self.penalty]), data, cfg)
+        self.deltas = self.lambdas = None
+        self.history, self.steps, self.dc = {}, [], {}
+
+    # -- the three steps -------------------------------------------------------------------
+    def weights(self):
+        """The current w of every task, as the task's vector/matrix."""
+        return [t.join([v.numpy() for v in group]) for t, group in zip(self.tasks, self.kernels)]
+
+    def c_step(self, mu):
+        """Θ = C-step of w − λ/μ for every task; returns the time it took."""
+        start = time.perf_counter()
+        self.deltas = [t.compression.compress(w - lam / mu, mu)
+                       for t, w, lam in zip(self.tasks, self.weights(), self.lambdas)]
+        return time.perf_counter() - start
+
+    def set_penalty(self, step, mu):
+        """Point the penalty at μ/2‖w − Δ(Θ) − λ/μ‖² and the optimizer at lr₀·decay^step
+        (variable assignments only: nothing is rebuilt or retraced)."""
+        self.penalty.set_mu(mu)
+        targets = [d + lam / mu for d, lam in zip(self.deltas, self.lambdas)]
+        self.penalty.set_targets([a for t, x in zip(self.tasks, targets) for a in t.split(x)])
+        self.trainee.optimizer.learning_rate.assign(float(self.cfg.lr) * float(self.schedule.lr_decay) ** step)
+
+    def l_step(self, step, mu):
+        """``l_epochs`` epochs on loss + μ/2‖w − Δ(Θ) − λ/μ‖²; returns the last epoch's logs."""
+        self.set_penalty(step, mu)
+        epochs = int(self.schedule.l_epochs)
+        history = training.fit(self.trainee, self.data, replace(self.cfg, epochs=epochs), compile=False,
+                               initial_epoch=step * epochs)
+        self.history = merge_histories(self.history, history)
+        return {k: v[-1] for k, v in history.items()}
+
+    def update_multipliers(self, mu):
+        """λ ← λ − μ(w − Δ(Θ)) (unless the schedule runs the quadratic-penalty method)."""
+        if self.schedule.multipliers:
+            self.lambdas = [lam - mu * (w - d) for lam, w, d in zip(self.lambdas, self.weights(), self.deltas)]
+
+    # -- measuring ---------------------------------------------------------------------------
+    def distance(self):
+        """‖w − Δ(Θ)‖ over all tasks."""
+        return float(np.sqrt(sum(np.sum((w - d) ** 2) for w, d in zip(self.weights(), self.deltas))))
+
+    def set_kernels(self, arrays_per_task):
+        """Assign one task-shaped array per task to the tasks' kernels."""
+        for t, group, x in zip(self.tasks, self.kernels, arrays_per_task):
+            for v, a in zip(group, t.split(x)):
+                v.assign(a.astype(np.float32))
+
+    def scores(self):
+        """Scores of w and of Δ(Θ) (kernels swapped in and back)."""
+        w = self.weights()
+        out = self.scorer("_w")
+        self.set_kernels(self.deltas)
+        out.update(self.scorer("_delta"))
+        self.set_kernels(w)
+        return out
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, progress=True):
+        """DC baseline, then L/C/multiplier steps over the μ schedule; leaves w = Δ(Θ)."""
+        mus = self.schedule.mus
+        self.lambdas = [np.zeros_like(w) for w in self.weights()]
+        self.c_step(mus[0])
+        self.dc = {"distance": self.distance(), **{k.replace("_delta", ""): v for k, v in self.scores().items()
+                                                   if k.endswith("_delta")}}
+        bar = tqdm(enumerate(mus), total=len(mus), desc="LC", unit="μ-step", disable=not progress)
+        for step, mu in bar:
+            start = time.perf_counter()
+            logs = self.l_step(step, mu)
+            l_seconds = time.perf_counter() - start
+            c_seconds = self.c_step(mu)
+            distance = self.distance()
+            self.update_multipliers(mu)
+            record = {"step": step, "mu": mu, "lr": float(self.trainee.optimizer.learning_rate.numpy()),
+                      "loss": logs.get("loss"), "penalty": logs.get(self.penalty.name), "distance": distance,
+                      **self.scores(), "l_seconds": l_seconds, "c_seconds": c_seconds}
+            self.steps.append(record)
+            m = self.scorer.metric
+            bar.set_postfix(mu=f"{mu:.2e}", **{f"{m}_w": f"{record[f'test_{m}_w']:.2f}",
+                                               f"{m}_Δ": f"{record[f'test_{m}_delta']:.2f}"}, dist=f"{distance:.3g}")
+        self.set_kernels(self.deltas)
+        return self
+
+    def storage(self):
+        """Bits of the compressed model as LC stores it: each task's Θ plus every other
+        weight at 32 bits; and the reference's bits (all weights at 32 bits)."""
+        task_sizes = sum(int(np.prod(s)) for t in self.tasks for s in t.shapes)
+        total = sum(int(np.prod(v.shape)) for v in self.model.weights)
+        bits = sum(t.compression.storage()["bits"] for t in self.tasks) + (total - task_sizes) * FLOAT_BITS
+        return {"bits": int(bits), "reference_bits": total * FLOAT_BITS, "bits_ratio": total * FLOAT_BITS / bits}
+
+    def record(self):
+        """What run.json keeps of this run."""
+        tasks = [{"task": t.describe(), **t.compression.storage()} for t in self.tasks]
+        s = self.schedule
+        return {"tasks": tasks, "schedule": {"mus": list(s.mus), "l_epochs": s.l_epochs, "lr0": float(self.cfg.lr),
+                                             "lr_decay": s.lr_decay, "multipliers": s.multipliers},
+                "metric": self.scorer.metric, "dc": self.dc, "steps": self.steps, "storage": self.storage()}

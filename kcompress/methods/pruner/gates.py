@@ -1,0 +1,230 @@
+"""Pruner masks: a trainable gate per unit/channel and the losses that close all but n of them.
+
+A :class:`Gate` multiplies each unit (Dense) or channel (Conv2D, last axis) of its input by
+σ(wᵢ), one trainable weight per unit, starting at σ ≈ 1 (open). :class:`PrunerPenalty` is the
+extra loss term (see :mod:`kcompress.training.penalty`) ``μ·λ·Σ_layers L_pru`` with
+
+- ``L_sel = |Σσ(wᵢ) − n| / N``: keep n of the layer's N units open;
+- ``L_rej = Σσ(wᵢ)(1 − σ(wᵢ)) / N``: push every gate to 0 or 1;
+- the ``product`` rejection variant adds ``N·Πσ(wᵢ)`` to L_rej (it repels the all-open state);
+
+λ and μ live in tf.Variables so that a schedule (:mod:`kcompress.methods.pruner.schedule`) moves them
+between epochs without recompiling. :func:`add_gates` inserts gates into a model,
+:func:`harden` turns them into exact 0/1 masks; :class:`GateTrainer` trains a gated model with
+the network weights by gradient and the gate weights either by gradient at their own learning
+rate or by a Markov chain (w ← w + δ·U[−1, 1], kept only if L_tot falls on the batch).
+"""
+import numpy as np
+
+from kcompress.backend import keras, tf
+from kcompress.core.surgery import apply, copy_layer, rebuild
+from kcompress.errors import require
+from kcompress.methods.pruner.settings import REJECTIONS
+from kcompress.training.penalty import PenalizedModel, PenaltyTerm
+
+GATE_INIT = 4.0  # σ(4) ≈ 0.982: gates start open
+# Layers that act on each unit/channel separately: a gate goes after them, not before
+# (a gate before batch-norm would be normalised away).
+PER_UNIT_LAYERS = ("BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Dropout")
+
+
+@keras.saving.register_keras_serializable(package="kcompress")
+class Gate(keras.layers.Layer):
+    """Multiplies the last axis of its input by σ(w) (soft) or by [σ(w) > ½] (``hard``)."""
+
+    def __init__(self, init=GATE_INIT, hard=False, **kwargs):
+        super().__init__(**kwargs)
+        self.init = float(init)
+        self.hard = bool(hard)
+
+    def build(self, input_shape):
+        self.w = self.add_weight("w", shape=(int(input_shape[-1]),),
+                                 initializer=keras.initializers.Constant(self.init), trainable=True)
+        super().build(input_shape)
+
+    def values(self):
+        """The gate values σ(w) (a tensor of shape (units,))."""
+        return tf.sigmoid(self.w)
+
+    def call(self, x):
+        g = tf.cast(self.w > 0.0, x.dtype) if self.hard else tf.cast(self.values(), x.dtype)
+        return x * g
+
+    def get_config(self):
+        return {**super().get_config(), "init": self.init, "hard": self.hard}
+
+
+def gate_name(layer_name):
+    return f"{layer_name}_gate"
+
+
+def gate_position(model, layer_name):
+    """The name of the layer after which ``layer_name``'s gate goes: the layer itself, or the
+    last of the per-unit layers (batch-norm, activation) that directly follow it."""
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    i = [l.name for l in layers].index(layer_name)
+    while i + 1 < len(layers) and type(layers[i + 1]).__name__ in PER_UNIT_LAYERS:
+        i += 1
+    return layers[i].name
+
+
+def add_gates(model, layer_names, init=GATE_INIT):
+    """A copy of ``model`` (same weights) with a :class:`Gate` after each named layer
+    (after its batch-norm/activation, see :func:`gate_position`). Returns (model, gates by layer)."""
+    at = {gate_position(model, name): name for name in layer_names}
+
+    def gated(layer, x):
+        y = apply(copy_layer(layer), x)
+        return Gate(init=init, name=gate_name(at[layer.name]))(y)
+
+    new = rebuild(model, replace={pos: gated for pos in at})
+    return new, {name: new.get_layer(gate_name(name)) for name in layer_names}
+
+
+def harden(gated_model):
+    """A copy of ``gated_model`` whose gates are exact masks: open (σ > ½) = 1, closed = 0."""
+    def hard(layer, x):
+        return apply(copy_layer(layer, weights=layer.get_weights(), hard=True), x)
+
+    return rebuild(gated_model, replace={l.name: hard for l in gated_model.layers if isinstance(l, Gate)})
+
+
+def strip_gates(gated_model):
+    """A copy of ``gated_model`` with the gate layers left out (every gate treated as 1)."""
+    gates = [l.name for l in gated_model.layers if isinstance(l, Gate)]
+    return rebuild(gated_model, replace={name: (lambda layer, x: x) for name in gates})
+
+
+def selection_loss(s, n):
+    """``L_sel = |Σ s − n| / N`` for gate values ``s`` (N of them)."""
+    return tf.abs(tf.reduce_sum(s) - float(n)) / float(s.shape[0])
+
+
+def rejection_loss(s, w=None, rejection="sum"):
+    """``L_rej = Σ s(1 − s) / N``; ``product`` adds ``N·Π s`` (computed as N·exp(−Σ softplus(−w)))."""
+    size = float(s.shape[0])
+    loss = tf.reduce_sum(s * (1.0 - s)) / size
+    if rejection == "product":
+        loss += size * tf.exp(-tf.reduce_sum(tf.nn.softplus(-w)))
+    return loss
+
+
+class PrunerPenalty(PenaltyTerm):
+    """``μ·λ·Σ_layers (L_sel + L_rej)`` over gates ``{layer: Gate}`` with targets ``{layer: n}``."""
+
+    name = "pruner_penalty"
+
+    def __init__(self, gates, targets, rejection="sum", lam=1.0, mu=1.0):
+        require(rejection in REJECTIONS, f"unknown --rejection {rejection!r} (one of {', '.join(REJECTIONS)})")
+        self.gates = dict(gates)
+        self.targets = {name: int(targets[name]) for name in self.gates}
+        self.rejection = rejection
+        self.lam = tf.Variable(float(lam), trainable=False, dtype=tf.float32, name="pruner_lambda")
+        self.mu = tf.Variable(float(mu), trainable=False, dtype=tf.float32, name="pruner_mu")
+
+    @property
+    def variables(self):
+        """The gate weights, one vector per gated layer."""
+        return [g.w for g in self.gates.values()]
+
+    def parts(self):
+        """``(L_sel, L_rej)`` summed over the gated layers (scalar tensors)."""
+        sel, rej = [], []
+        for name, gate in self.gates.items():
+            s = gate.values()
+            sel.append(selection_loss(s, self.targets[name]))
+            rej.append(rejection_loss(s, gate.w, self.rejection))
+        return tf.add_n(sel), tf.add_n(rej)
+
+    def pruning_loss(self):
+        """``L_pru = L_sel + L_rej`` (without μ·λ)."""
+        return tf.add_n(list(self.parts()))
+
+    def __call__(self):
+        return self.mu * self.lam * self.pruning_loss()
+
+
+class GateTrainer(PenalizedModel):
+    """Trains a gated model on L_tot = L_task + μ·λ·L_pru.
+
+    Network weights follow the compiled optimizer. Gate weights follow ``gate_optimizer``
+    (``mode="gradient"``) or a Markov chain (``mode="markov"``): after the network step, all
+    gates get w + δ·U[−1, 1] and keep it only if L_tot on the same batch falls.
+    """
+
+    def __init__(self, inner, penalty, mode="gradient", gate_optimizer=None, delta=0.1, **kwargs):
+        super().__init__(inner, [penalty], **kwargs)
+        require(mode in ("gradient", "markov"), f"unknown --pruner-optimizer {mode!r} (one of gradient, markov)")
+        require(mode == "markov" or gate_optimizer is not None, "gradient gate training needs a gate optimizer")
+        self.penalty = penalty
+        self.mode = mode
+        self.gate_optimizer = gate_optimizer
+        self.delta = float(delta)
+        self.accept_trackers = [keras.metrics.Mean(name="markov_accept")] if mode == "markov" else []
+
+    @property
+    def metrics(self):
+        return super().metrics + self.accept_trackers
+
+    def _split(self, variables):
+        gate_refs = {v.ref() for v in self.penalty.variables}
+        gates = [v for v in variables if v.ref() in gate_refs]
+        rest = [v for v in variables if v.ref() not in gate_refs]
+        return gates, rest
+
+    def total_loss(self, x, y, sample_weight=None):
+        """L_tot on a batch with the current weights (no metric side effects)."""
+        task = self.loss(y, self(x, training=False), sample_weight)
+        return task + self.penalty()
+
+    def markov_gate_step(self, x, y, sample_weight=None):
+        """One Markov proposal for all gates; returns (L_tot before, L_tot after) — after ≤ before."""
+        gates = self.penalty.variables
+        before = self.total_loss(x, y, sample_weight)
+        saved = [tf.identity(v) for v in gates]
+        for v in gates:
+            v.assign_add(self.delta * tf.random.uniform(tf.shape(v), -1.0, 1.0))
+        proposed = self.total_loss(x, y, sample_weight)
+        accept = proposed < before
+        for v, old in zip(gates, saved):
+            v.assign(tf.where(accept, v, old))
+        self.accept_trackers[0].update_state(tf.cast(accept, tf.float32))
+        return before, tf.where(accept, proposed, before)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        gates, rest = self._split(self.trainable_variables)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            task_loss = self.compiled_loss(y, y_pred, sample_weight, regularization_losses=self.losses)
+            extra = self.penalty()
+            total = task_loss + extra
+        grads = tape.gradient(total, gates + rest)
+        self.optimizer.apply_gradients(zip(grads[len(gates):], rest))
+        if self.mode == "gradient":
+            self.gate_optimizer.apply_gradients(zip(grads[:len(gates)], gates))
+        else:
+            self.markov_gate_step(x, y, sample_weight)
+        self.compiled_metrics.update_state(y, y_pred, sample_weight)
+        self.term_trackers[0].update_state(extra)
+        self.total_tracker.update_state(total)
+        return {m.name: m.result() for m in self.metrics}
+
+
+def gate_summary(penalty, epsilon):
+    """Numpy facts about the gates now: values per layer, open counts, whether all are within ε
+    of 0 or 1 with exactly n open in every layer (= converged)."""
+    values = {name: g.values().numpy() for name, g in penalty.gates.items()}
+    open_counts = {name: int((v > 0.5).sum()) for name, v in values.items()}
+    decided = all(np.all((v < epsilon) | (v > 1.0 - epsilon)) for v in values.values())
+    on_target = all(open_counts[name] == penalty.targets[name] for name in values)
+    return {"values": values, "open": open_counts, "converged": bool(decided and on_target)}
+
+
+def kept_units(penalty):
+    """``{layer: sorted indices}`` of the n units with the largest gate values per layer."""
+    out = {}
+    for name, gate in penalty.gates.items():
+        order = np.argsort(-gate.values().numpy(), kind="stable")
+        out[name] = sorted(int(i) for i in order[: penalty.targets[name]])
+    return out

@@ -1,0 +1,156 @@
+"""Method "pruner": pruner masks — differentiable node pruning, then real unit removal.
+
+Gates σ(wᵢ) go after the chosen layers (default: every hidden Dense/Conv2D layer); the
+gated model trains on L_task + μ·λ·(L_sel + L_rej) (see :mod:`kcompress.methods.pruner.gates`) with the
+λ/μ schedule of :mod:`kcompress.methods.pruner.schedule` until every gate is within ε of 0 or 1
+with exactly n open per layer (or ``--max-epochs``). Then the n units with the largest
+gates per layer are kept, the others removed for real (:mod:`kcompress.methods.pruner.units`), and
+the smaller plain model is fine-tuned briefly.
+"""
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from kcompress.backend import keras
+from kcompress.errors import require
+from kcompress.methods.base import CompressionResult, finetune_config, target_layers
+from kcompress.methods.pruner import gates as G
+from kcompress.methods.pruner.schedule import LambdaMuSchedule, PrunerCallback
+from kcompress.methods.pruner.units import removal_plan, remove_units
+from kcompress.training.history import merge_histories
+from kcompress.training.loop import fit
+
+
+def gate_targets(model, settings):
+    """``{layer: n}``: units to keep per gated layer, from --keep / --keep-units / --layers."""
+    exact = dict(settings.keep_units or ())
+    names = settings.layers or list(exact)
+    layers = target_layers(model, names) if names else hidden_layers(model)
+    names = [l.name for l in layers]
+    stray = [n for n in exact if n not in names]
+    require(not stray, f"--keep-units: {', '.join(stray)} not among the gated layers ({', '.join(names)})")
+    targets = {}
+    for layer in layers:
+        require(type(layer).__name__ in ("Dense", "Conv2D"), f"--layers: {layer.name} is not a Dense or Conv2D layer")
+        width = int(layer.get_weights()[0].shape[-1])
+        n = exact.get(layer.name, max(1, int(round(settings.keep * width))))
+        require(1 <= n <= width, f"--keep-units: {layer.name}={n} must be in 1..{width}")
+        targets[layer.name] = n
+    require(targets, "no layer to gate (give --layers)")
+    removal_plan(model, {name: range(n) for name, n in targets.items()})  # fails now, not after training
+    return targets
+
+
+def hidden_layers(model):
+    """Every Dense/Conv2D layer except the last (the output layer's units cannot go)."""
+    return target_layers(model)[:-1]
+
+
+def lambda_mu_schedule(settings):
+    """The λ/μ schedule of ``settings``."""
+    return LambdaMuSchedule(
+        lambda_start=settings.lambda_start, lambda_factor=settings.lambda_factor, lambda_every=settings.lambda_every,
+        lambda_max=settings.lambda_max, mu=settings.mu, on_stall=settings.lambda_on_stall,
+        stall_window=settings.stall_window, stall_threshold=settings.stall_threshold,
+    ).validate()
+
+
+def train_gates(reference, gated, penalty, settings):
+    """Train the gated model until the gates converge or --max-epochs; returns (history, callback)."""
+    cfg = replace(finetune_config(reference, settings), epochs=settings.max_epochs, patience=0, lr_schedule="fixed")
+    trainer = G.GateTrainer(gated, penalty, mode=settings.pruner_optimizer,
+                            gate_optimizer=keras.optimizers.Adam(settings.gate_lr), delta=settings.markov_delta)
+    initial = task_loss(reference.model, reference, cfg)
+    callback = PrunerCallback(penalty, lambda_mu_schedule(settings), settings.gate_epsilon, initial)
+    history = fit(trainer, reference.data, cfg, callbacks=[callback])
+    return history, callback
+
+
+def task_loss(model, reference, cfg):
+    """The task loss of ``model`` on the training split (seeds the adaptive μ)."""
+    from kcompress.core.objectives import get_loss
+
+    loss = get_loss(cfg.loss, reference.data.task, cfg.lse_temperature)
+    return float(loss(reference.data.y_train, model.predict(reference.data.x_train, verbose=0, batch_size=1024)))
+
+
+def run(reference, settings):
+    model = reference.model
+    targets = gate_targets(model, settings)
+    gated, gates = G.add_gates(model, list(targets))
+    penalty = G.PrunerPenalty(gates, targets, rejection=settings.rejection)
+    start = time.perf_counter()
+    gate_history, callback = train_gates(reference, gated, penalty, settings)
+    gate_seconds = time.perf_counter() - start
+    epsilon = settings.gate_epsilon
+    summary = G.gate_summary(penalty, epsilon)
+    keep = G.kept_units(penalty)
+    pruned = remove_units(G.strip_gates(gated), keep, name=f"{model.name}_pruned")
+    ft_epochs = settings.epochs
+    history = gate_history
+    if ft_epochs > 0:
+        history = merge_histories(gate_history, fit(pruned, reference.data, finetune_config(reference, settings)))
+    epochs = len(gate_history["loss"])
+    record = {
+        "targets": targets,
+        "kept_units": keep,
+        "units": {name: {"before": len(summary["values"][name]), "after": len(idx)} for name, idx in keep.items()},
+        "gate_epochs": epochs,
+        "converged": callback.converged_epoch is not None,
+        "converged_epoch": callback.converged_epoch,
+        "open_at_end": summary["open"],
+        "gates_undecided_at_end": {n: int(((v > epsilon) & (v < 1 - epsilon)).sum())
+                                   for n, v in summary["values"].items()},
+        "lambda_raises": [{"epoch": e, "lambda": lam, "why": why} for e, lam, why in callback.schedule.raises],
+        "final_lambda": float(penalty.lam.numpy()),
+        "final_mu": float(penalty.mu.numpy()),
+        "gate_seconds": gate_seconds,
+        "finetune_epochs": ft_epochs,
+        "stall_threshold": settings.stall_threshold,
+        "gate_values": {n: np.round(v, 4).tolist() for n, v in summary["values"].items()},
+    }
+    if not record["converged"]:
+        print(f"[pruner] warning: gates did not converge in {epochs} epochs (open {summary['open']} vs targets "
+              f"{targets}); kept the top-n gates anyway — raise --max-epochs or "
+              f"{'--markov-delta' if settings.pruner_optimizer == 'markov' else '--gate-lr'}")
+    return CompressionResult(model=pruned, record=record, history=history,
+                             plots=lambda folder: plot_gates(gate_history, record, folder))
+
+
+def plot_gates(history, record, folder):
+    """``pruner.png``: the diagnostics per epoch of the gate training (L_task, L_sel, L_rej,
+    λ, μ, open gates, gate motion), and ``gates.png``: the final gate values per layer, sorted."""
+    from kcompress.report.plots import plt, save_figure
+
+    labels = {"loss": "L_task", "l_sel": "L_sel", "l_rej": "L_rej", "lam": "λ", "mu": "μ"}
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    panels = [("losses", ("loss", "l_sel", "l_rej"), True), ("λ and μ", ("lam", "mu"), True),
+              ("open gates", tuple(k for k in history if k.startswith("open_") and k != "open_gates"), False),
+              ("gate motion (σ variance over window)", ("gate_motion",), True)]
+    for ax, (title, keys, log) in zip(axes.flat, panels):
+        for key in keys:
+            ax.plot(epochs, history[key], marker=".", ms=3, label=labels.get(key, key))
+        for raise_ in record["lambda_raises"]:
+            ax.axvline(raise_["epoch"], color="grey", lw=0.5, ls=":")
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for name, n in record["targets"].items():
+        axes[1, 0].axhline(n, color="k", lw=0.6, ls="--")
+    axes[1, 1].axhline(record["stall_threshold"], color="r", lw=0.6, ls="--", label="stall threshold")
+    fig.suptitle(f"pruner masks: gate training ({'converged' if record['converged'] else 'NOT converged'} "
+                 f"after {record['gate_epochs']} epochs; dotted = λ raises)")
+    save_figure(fig, folder / "pruner.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in record["gate_values"].items():
+        ax.plot(np.sort(values)[::-1], label=f"{name} (keep {record['targets'][name]})")
+    ax.set_xlabel("gate (sorted)")
+    ax.set_ylabel("σ(w) at the end")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, folder / "gates.png")

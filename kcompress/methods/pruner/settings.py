@@ -1,0 +1,82 @@
+"""Settings of ``--method pruner`` (pruner masks): which units to keep, the losses, the λ/μ
+schedule and how the gates learn. The fine-tuning fields (``--epochs``, ``--lr``, ...) set the
+gate phase's network optimizer (the learning rate; the gate phase runs at a fixed rate) and the
+fine-tuning after the units are removed (``--epochs``)."""
+from dataclasses import dataclass
+
+from kcompress.core.settings import option, positive
+from kcompress.errors import require
+from kcompress.methods.base import FinetuneSettings
+
+REJECTIONS = ("sum", "product")
+
+
+def parse_keep_units(text):
+    """``"dense_1=105,dense_2=35"`` -> ``(("dense_1", 105), ("dense_2", 35))``."""
+    if isinstance(text, (tuple, list)):
+        return tuple((str(n), int(k)) for n, k in text)
+    out = []
+    for item in str(text).split(","):
+        name, _, n = item.partition("=")
+        require(name.strip() and n.strip().lstrip("-").isdigit(),
+                f"--keep-units {text!r}: expected LAYER=n,... e.g. dense_1=105")
+        out.append((name.strip(), int(n)))
+    return tuple(out)
+
+
+def parse_mu(value):
+    """``--mu``: ``adaptive`` or a positive number."""
+    if str(value) == "adaptive":
+        return "adaptive"
+    try:
+        return float(value)
+    except ValueError:
+        require(False, f"--mu {value!r}: expected 'adaptive' or a number")
+
+
+@dataclass(frozen=True)
+class PrunerSettings(FinetuneSettings):
+    """A gate σ(w) per unit trained on L_task + μ·λ·(L_sel + L_rej), λ raised on a schedule;
+    the units whose gates close are removed and the smaller model is fine-tuned."""
+
+    NAME, RUNNER = "pruner", "kcompress.methods.pruner.method"
+    HELP = "pruner masks: learn a gate per unit, keep n per layer, remove the rest for real"
+    BUDGET = "max_epochs"
+
+    keep: float = option(0.35, "share of units kept in each gated layer, in (0, 1]", sweep=True)
+    keep_units: tuple = option(None, "exact units to keep per layer, e.g. dense_1=105,dense_2=35 (these layers are "
+                                     "gated; with --layers, the others use --keep)", parse=parse_keep_units,
+                               metavar="LAYER=n,...")
+    rejection: str = option("sum", "L_rej: sum Σσ(1−σ)/N, or product (adds N·Πσ)", choices=REJECTIONS, sweep=True)
+    lambda_start: float = option(1.0, "first λ", sweep=True)
+    lambda_factor: float = option(10.0, "λ multiplier at each raise", sweep=True)
+    lambda_every: int = option(20, "epochs between λ raises", sweep=True)
+    lambda_max: float = option(1e7, "largest λ", sweep=True)
+    mu: object = option("adaptive", "'adaptive' (μ = ⟨L_task⟩/⟨L_pru⟩ over the last 10 epochs) or a fixed coefficient",
+                        parse=parse_mu, sweep=True)
+    lambda_on_stall: bool = option(True, "also raise λ when the gates stop moving (σ variance over the stall window "
+                                         "below the stall threshold)", sweep=True)
+    stall_window: int = option(5, "epochs over which gate motion is measured")
+    stall_threshold: float = option(1e-5, "gate motion (σ variance) below which the gates count as stalled")
+    gate_lr: float = option(0.01, "Adam learning rate of the gate weights", sweep=True)
+    pruner_optimizer: str = option("gradient", "how gates learn: gradient (Adam at --gate-lr) or markov "
+                                               "(w ← w + δ·U[−1,1], kept if L_tot falls); network weights always by "
+                                               "gradient (--optimizer)", choices=("gradient", "markov"), sweep=True)
+    markov_delta: float = option(0.1, "δ of the Markov proposals", sweep=True)
+    gate_epsilon: float = option(0.01, "gates are decided when within ε of 0 or 1")
+    max_epochs: int = option(160, "epoch limit of the gate training", sweep=True)
+    epochs: int = option(10, "fine-tuning epochs after the units are removed (0: none)", sweep=True)
+    lr: float = option(0.01, "learning rate of the network weights (gate phase and fine-tuning)", sweep=True)
+
+    def check(self):
+        require(self.epochs >= 0, f"--epochs must be >= 0, got {self.epochs}")
+        require(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
+        require(0 < self.keep <= 1, f"--keep must be in (0, 1], got {self.keep}")
+        for flag, value in (("--gate-lr", self.gate_lr), ("--markov-delta", self.markov_delta),
+                            ("--max-epochs", self.max_epochs), ("--lambda-start", self.lambda_start),
+                            ("--lambda-every", self.lambda_every), ("--stall-window", self.stall_window)):
+            positive(value, flag)
+        require(0 < self.gate_epsilon < 0.5, f"--gate-epsilon must be in (0, 0.5), got {self.gate_epsilon}")
+        require(self.lambda_factor >= 1, f"--lambda-factor must be >= 1, got {self.lambda_factor}")
+        require(self.lambda_max >= self.lambda_start, f"--lambda-max must be >= --lambda-start, got {self.lambda_max}")
+        require(self.mu == "adaptive" or self.mu > 0, f"--mu must be 'adaptive' or positive, got {self.mu}")

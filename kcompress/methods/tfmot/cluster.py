@@ -1,0 +1,50 @@
+"""``--method cluster``: tfmot weight sharing into K values per kernel, fine-tuned, stripped.
+
+Each chosen kernel is wrapped by ``cluster_weights``: its weights are replaced by the
+nearest of K centroids (initialised by k-means++, linearly, by density or at random); the
+centroids and the weights' assignments are fine-tuned on the reference's own loss; the
+stripped kernel then holds at most K distinct values (biases are not clustered). With
+``preserve_sparsity`` (used by ``prune+cluster``) one centroid is pinned at zero and the
+zeros of a pruned kernel stay zeros.
+"""
+import numpy as np
+import tensorflow_model_optimization as tfmot
+
+from kcompress.methods.base import CompressionResult
+from kcompress.methods.tfmot import common
+
+
+def cluster(reference, model, settings, preserve_sparsity=False):
+    """Cluster ``model``'s chosen kernels with :class:`ClusterSettings` ``settings``;
+    returns (plain, history, record)."""
+    k = settings.clusters
+    init = tfmot.clustering.keras.CentroidInitialization[common.CLUSTER_INITS[settings.cluster_init]]
+
+    frozen = []
+
+    def wrap(layer):
+        kernel = layer.kernel.numpy()
+        values = np.unique(kernel[kernel != 0] if preserve_sparsity else kernel)
+        if len(values) <= k:
+            # Already within K values (k-means could not even seed K centroids): keep it as it
+            # is, frozen while the others fine-tune, so that its values (and zeros) survive.
+            layer.trainable = False
+            frozen.append(layer.name)
+            raise ValueError(f"already holds {len(values)} distinct values (<= {k}); kept as is")
+        return tfmot.clustering.keras.cluster_weights(
+            layer, number_of_clusters=k, cluster_centroids_init=init, preserve_sparsity=preserve_sparsity)
+
+    def make_wrap(cfg):
+        return wrap
+
+    plain, history, record = common.run_stage(reference, model, settings, make_wrap,
+                                              tfmot.clustering.keras.strip_clustering)
+    for name in frozen:
+        plain.get_layer(name).trainable = True
+    record["clustering"] = {"clusters": k, "cluster_init": settings.cluster_init, "preserve_sparsity": preserve_sparsity}
+    return plain, history, record
+
+
+def run(reference, settings):
+    plain, history, record = cluster(reference, reference.model, settings)
+    return CompressionResult(model=plain, record=record, history=history)

@@ -1,0 +1,66 @@
+"""Keras Tuner oracles that survive a kill.
+
+Resuming: oracles reload their state from the tuning directory, and a trial that a kill
+interrupted runs again (from its last finished epoch, via the runner's backup). Keras Tuner's
+``GridSearchOracle`` keeps its walk through the grid in memory only, so after a reload it
+stops early or repeats; :class:`GridOracle` instead visits the product of the candidate lists
+in order and takes the first combination that no trial holds yet, which needs no memory and
+also lets several workers run grid trials at once.
+"""
+import sys
+
+import keras_tuner as kt
+from keras_tuner.src.engine import trial as trial_module
+
+RUNNING, STOPPED = trial_module.TrialStatus.RUNNING, trial_module.TrialStatus.STOPPED
+NO_FAILURE_LIMIT = sys.maxsize  # a grid may hold whole rows that diverge (lr too high): keep going
+
+
+class _ResumableOracle:
+    """Oracle mixin: after a reload, every trial left RUNNING by a kill is queued to run again.
+
+    Keras Tuner requeues the trials its ``oracle.json`` lists as ongoing; a kill between
+    writing a trial and writing ``oracle.json`` would leave that trial RUNNING forever.
+    """
+
+    def reload(self):
+        super().reload()
+        for trial_id, trial in sorted(self.trials.items()):
+            if trial.status == RUNNING and trial_id not in self._retry_queue:
+                self._retry_queue.append(trial_id)
+            if trial_id not in self.start_order:
+                self.start_order.append(trial_id)
+
+
+class GridOracle(_ResumableOracle, kt.Oracle):
+    """Exhaustive search over ``grid`` (a list of value dicts), in order, resumable."""
+
+    def __init__(self, grid, **kwargs):
+        super().__init__(max_trials=len(grid), **kwargs)
+        self.grid = grid
+
+    @staticmethod
+    def _key(values):
+        return tuple(sorted((k, repr(v)) for k, v in values.items()))
+
+    def populate_space(self, trial_id):
+        taken = {self._key(t.hyperparameters.values) for t in self.trials.values()}
+        for values in self.grid:
+            if self._key(values) not in taken:
+                return {"status": RUNNING, "values": dict(values)}
+        return {"status": STOPPED, "values": None}
+
+
+def make_oracle(search, objective, hyperparameters, grid, max_trials, max_epochs, seed):
+    """The oracle for ``--search``; ``grid`` is used by grid search, ``max_epochs`` by hyperband."""
+    common = dict(objective=kt.Objective(objective, "min"), hyperparameters=hyperparameters, seed=seed,
+                  max_consecutive_failed_trials=NO_FAILURE_LIMIT)
+    if search == "grid":
+        return GridOracle(grid, **common)
+    if search == "hyperband":
+        base, extra = kt.oracles.HyperbandOracle, dict(max_epochs=max_epochs)
+    else:
+        base = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle}[search]
+        extra = dict(max_trials=max_trials)
+    cls = type(f"Resumable{base.__name__}", (_ResumableOracle, base), {})
+    return cls(**common, **extra)

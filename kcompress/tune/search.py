@@ -1,0 +1,118 @@
+"""The ``tune`` command: a Keras Tuner search over training or compression settings.
+
+``tune --model M --data D --search grid --space lr=1e-4,1e-3 --space loss=mse,lse --out DIR``
+trains one model per trial (every ``train`` flag is a base setting; ``--space`` items vary
+some of them); with ``--from REF --method NAME`` each trial compresses the reference instead.
+The tuning directory holds Keras Tuner's state, one folder per trial (with its model
+directory), and the report (:mod:`kcompress.tune.report`). Running the same command again
+resumes a killed search; ``--chief``/``--worker`` spread the trials over processes.
+"""
+import json
+from pathlib import Path
+
+from kcompress.errors import require
+from kcompress.tune.space import check_names, grid, grid_size, hyperparameters, parse_space
+
+SEARCHES = ("grid", "random", "bayesian", "hyperband")
+SEARCH_FILE = "search.json"
+IGNORED_ON_RESUME = ("chief", "worker", "tuner_id", "overwrite")
+
+
+def tune(out, space=None, search="random", objective=None, max_trials=10, overwrite=False, chief=None, worker=None,
+         tuner_id=None, from_dir=None, method=None, seed=0, **base):
+    """Run (or resume) a search; returns the report's summary (``None`` on a worker).
+
+    ``base`` holds the fixed settings of every trial: ``train``'s (model, data, epochs, ...) for a
+    training search, the method's for a compression search (``from_dir`` and ``method``);
+    ``space`` lists ``NAME=VALUES`` strings (or YAML files) of the searched ones."""
+    from kcompress.tune.distributed import is_tuning_worker, tuning_role
+
+    require(search in SEARCHES, f"unknown --search {search!r} (one of {', '.join(SEARCHES)})")
+    require(int(max_trials) > 0, f"--max-trials must be positive, got {max_trials}")
+    require(bool(from_dir) == bool(method), "--from and --method go together (a compression search)")
+    require(search != "bayesian" or _has("sklearn"),
+            "--search bayesian needs scikit-learn (pip install scikit-learn); use random, grid or hyperband")
+    parsed = parse_space(space)
+    runner = _runner(from_dir, method, base, seed)
+    check_names(parsed, runner.searchable, "with " + (f"--method {method}" if method else "training"))
+    for values in _corners(parsed):
+        runner.check(values)
+    if search == "grid":
+        print(f"grid search: {grid_size(parsed)} trials", flush=True)
+    key = _objective(objective, runner)
+    out = Path(out)
+    settings = dict(space=list(space), search=search, objective=key, max_trials=max_trials, from_dir=from_dir,
+                    method=method, seed=seed, **base)
+    with tuning_role(chief, worker, tuner_id):
+        if not is_tuning_worker():
+            _check_resume(out, settings, overwrite)
+        tuner = build_tuner(search, key, parsed, runner, max_trials, out, seed)
+        tuner.search(verbose=0)
+        if is_tuning_worker():
+            return None
+    from kcompress.tune.report import write_report
+    from kcompress.tune.tuner import trial_rows
+
+    return write_report(out, trial_rows(tuner.oracle), parsed, runner, key, search)
+
+
+def _has(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _runner(from_dir, method, base, seed):
+    from kcompress.tune.trials import CompressTrial, TrainTrial
+
+    if method:
+        return CompressTrial(from_dir, method, seed, base)
+    return TrainTrial(base, seed)
+
+
+def _objective(name, runner):
+    from kcompress.tune.trials import objective_key
+
+    key = objective_key(name, runner.task)
+    require(runner.data.has_val or not key.startswith("val_"),
+            f"--objective {key} needs a validation split (--val-split > 0)")
+    return key
+
+
+def _corners(space):
+    """One value dict per candidate of each setting (others at their first), to validate them all."""
+    first = {n: (p.low if p.is_range else p.choices[0]) for n, p in space.items()}
+    for name, p in space.items():
+        for value in ((p.low, p.high) if p.is_range else p.choices):
+            yield {**first, name: value}
+
+
+def _check_resume(out, settings, overwrite):
+    """Write ``search.json``, or refuse to resume a search that was started with other settings."""
+    path = out / SEARCH_FILE
+    settings = json.loads(json.dumps(settings, default=str))
+    if path.is_file() and not overwrite:
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in set(before) | set(settings)
+                         if k not in IGNORED_ON_RESUME and before.get(k) != settings.get(k))
+        require(not changed, f"--out {out} holds a search with other settings ({', '.join(changed)}): "
+                             "use the same command to resume, or --overwrite to start afresh")
+        return
+    require(not out.exists() or out.is_dir(), f"--out {out} exists and is not a directory")
+    if overwrite and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2, default=str) + "\n")
+
+
+def build_tuner(search, objective, space, runner, max_trials, out, seed):
+    """A :class:`~kcompress.tune.oracles.KcTuner` over ``space`` in tuning directory ``out`` (reloaded if it exists)."""
+    from kcompress.tune.oracles import make_oracle
+    from kcompress.tune.tuner import KcTuner
+
+    oracle = make_oracle(search, objective, hyperparameters(space), grid(space) if search == "grid" else None,
+                         max_trials, runner.max_budget(), seed)
+    return KcTuner(oracle, runner, objective, directory=str(out.parent), project_name=out.name, overwrite=False)
+

@@ -1,0 +1,109 @@
+"""The architecture holds: no import cycle, nothing below api/cli imports them, small modules,
+instant help without TensorFlow, quiet start-up, and typed settings behind every flag."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "kcompress"
+
+
+def module_name(path):
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph():
+    """``{module: {imported kcompress modules}}``, module- and function-level imports alike."""
+    modules = {module_name(p): p for p in PKG.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for n in names:
+                while n and n not in modules:
+                    n = n.rpartition(".")[0]
+                if n and n not in (name, "kcompress"):
+                    targets.add(n)
+        graph[name] = targets
+    return graph
+
+
+def test_no_import_cycle_and_no_upward_import():
+    graph = import_graph()
+    front = {"kcompress.api", "kcompress.cli", "kcompress.cli.main", "kcompress.cli.parsers", "kcompress.cli.flags"}
+    upward = [(m, t) for m, ts in graph.items() for t in ts
+              if t in front and m not in front and m != "kcompress"]  # the package's lazy re-export of api
+    assert not upward
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in graph[node]:
+            assert state.get(nxt) != "open", "import cycle: " + " -> ".join(path + [nxt])
+            if nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for node in graph:
+        if node not in state:
+            visit(node, [node])
+
+
+def test_small_top_level_and_small_modules():
+    top = [p for p in PKG.glob("*.py")]
+    assert len(top) <= 12, sorted(p.name for p in top)
+    long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["compress", "--help"], ["tune", "--help"],
+                                  ["compress", "--method", "lc", "--help"], ["train", "--epochs", "0", "--out", "x"]])
+def test_help_and_usage_errors_import_no_tensorflow(argv):
+    code = ("import sys\nfrom kcompress.cli.main import main\n"
+            f"try:\n    code = main({argv!r})\nexcept SystemExit as e:\n    code = e.code\n"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\nprint('exit', code)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("exit 0") or "exit 2" in proc.stdout
+
+
+def test_help_shows_each_default_once():
+    from kcompress.cli.parsers import build_parser
+
+    text = build_parser("pruner").commands["compress"].format_help()
+    assert text.count("(default: 0.35)") == 1 and "(default: None)" not in text
+    assert "--no-lambda-on-stall" in text and "--lambda-on-stall" in text
+
+
+def test_tensorflow_start_up_lines_are_hidden(reference_dir):
+    """A command that loads TensorFlow prints only its own lines (``--verbose`` would show TF's)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "evaluate", "--from", str(reference_dir)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "" and proc.stdout.startswith("evaluated ")
+
+
+def test_every_method_declares_typed_settings():
+    from kcompress.core.settings import expand
+    from kcompress.methods import REGISTRY, settings_class
+
+    for name in REGISTRY:
+        cls = settings_class(name)
+        assert cls.NAME == name and cls.RUNNER and cls.HELP
+        if name != "lc":
+            defaults = cls()  # the defaults are valid settings
+            assert defaults.validate() is defaults
+    runs = expand(settings_class("prune+cluster"), {"sparsity": "0.5,0.9", "clusters": [4, 8]})
+    assert [label for label, _ in runs] == ["sparsity0.5-clusters4", "sparsity0.5-clusters8",
+                                             "sparsity0.9-clusters4", "sparsity0.9-clusters8"]
+    assert runs[-1][1].sparsity == 0.9 and runs[-1][1].clusters == 8

@@ -18,6 +18,7 @@ from kcompress.modeldir import (
     RUN_FILE,
     check_out_dir,
     load_model,
+    out_lock,
     read_run,
     run_record,
     save_model,
@@ -30,11 +31,11 @@ from kcompress.zoo import build_model, parse_hidden
 
 
 def train(out, model="lenet300", data="mnist-sample", hidden=None, activation="relu", val_split=None, seed=0,
-          overwrite=False, strategy="none", **settings):
+          overwrite=False, strategy="none", strict_keys=False, **settings):
     """Train zoo ``model`` on ``data`` and write the model directory ``out``.
 
     ``settings`` are :class:`~kcompress.training.TrainConfig` fields (epochs, lr, ...). A run
-    killed half-way resumes from its last epoch when the same command is run again.
+    killed half-way resumes from its last checkpoint when the same command is run again.
     ``strategy`` (none, mirrored, multiworker) distributes training, see :mod:`kcompress.distribute`.
     ``val_split`` defaults to 0.1, and to 0 for learned-index keys (an index must hold every
     key). Returns the ``run.json`` record.
@@ -45,24 +46,24 @@ def train(out, model="lenet300", data="mnist-sample", hidden=None, activation="r
     if val_split is None:
         val_split = default_val_split(data)
     dist = distribute.make_strategy(strategy)  # before any TensorFlow op, as multi-worker needs
-    final_out, out = out, check_out_dir(distribute.worker_out(out, strategy), overwrite)
-    ds = load_dataset(data, val_split, seed)
-    set_seed(seed)
-    with dist.scope():  # variables (and, at compile, optimizer slots) are created replicated
-        net = build_model(model, ds.input_shape, ds.output_dim, parse_hidden(hidden), activation)
-    backup = out.parent / f".{out.name}.backup"
-    with staged_dir(out, overwrite) as tmp:
-        start = time.perf_counter()
-        history = fit(net, ds, cfg, backup_dir=backup)
-        seconds = time.perf_counter() - start
-        test_pred = predict(net, ds.x_test)
-        metrics = evaluate_model(net, ds, test_pred=test_pred)
-        save_model(net, tmp)
+    final_out, out = out, Path(distribute.worker_out(out, strategy))
+    with out_lock(out):
+        check_out_dir(out, overwrite)
+        ds = load_dataset(data, val_split, seed, strict_keys)
+        set_seed(seed)
+        with dist.scope():  # variables (and, at compile, optimizer slots) are created replicated
+            net = build_model(model, ds.input_shape, ds.output_dim, parse_hidden(hidden), activation)
+        backup = out.parent / f".{out.name}.backup"
         setup = dict(model=model, data=data, hidden=parse_hidden(hidden), activation=activation, val_split=val_split)
-        record = run_record("train", {**setup, **cfg.to_dict()}, seed=seed, dataset=ds.describe(), parent=None,
-                            history=history, metrics=metrics, train_seconds=seconds)
-        write_json(tmp / RUN_FILE, record)
-        write_model_plots(ds, history, tmp, test_pred, title=f"{model} on {data}")
+        with staged_dir(out, overwrite) as tmp:
+            history = fit(net, ds, cfg, backup_dir=backup, run_key=dict(setup, seed=seed, strategy=strategy))
+            test_pred = predict(net, ds.x_test)
+            metrics = evaluate_model(net, ds, test_pred=test_pred)
+            save_model(net, tmp)
+            record = run_record("train", {**setup, **cfg.to_dict()}, seed=seed, dataset=ds.describe(), parent=None,
+                                history=history, metrics=metrics, train_seconds=history.seconds)
+            write_json(tmp / RUN_FILE, record)
+            write_model_plots(ds, history, tmp, test_pred, title=f"{model} on {data}")
     distribute.discard_worker_copy(final_out, out)
     return record
 
@@ -85,8 +86,10 @@ def load_reference(folder, data=None):
 
     model = load_model(folder)
     run = read_run(folder)
-    s = run.get("settings", {})
-    ds = load_dataset(data or s.get("data", "mnist-sample"), s.get("val_split", 0.0), run.get("seed", 0))
+    s = run["settings"]
+    spec = data or s.get("data") or (run.get("dataset") or {}).get("name")
+    require(spec, f"--from {folder}: {RUN_FILE} records no data spec (settings.data): give --data")
+    ds = load_dataset(spec, s.get("val_split", 0.0), run.get("seed", 0))
     want = tuple(model.inputs[0].shape[1:])
     require(want == ds.input_shape, f"--data: samples of shape {ds.input_shape} do not fit the model's input {want}")
     out_dim = model.outputs[0].shape[-1]

@@ -64,6 +64,8 @@ def add_model_flags(g):
     """The model and data flags of ``train`` (and the base settings of ``tune``)."""
     g.add_argument("--model", default="lenet300", help="lenet300, lenet5, convnet or index64")
     g.add_argument("--data", default="mnist-sample", help="mnist-sample, mnist, keys:DIST:N, keys-file:PATH or PATH.npz")
+    g.add_argument("--strict-keys", action="store_true",
+                   help="refuse a key file whose keys are unsorted or repeated (default: sort and deduplicate, with a notice)")
     g.add_argument("--hidden", help="hidden Dense widths, e.g. 300,100 ('none' for no hidden layer)")
     g.add_argument("--activation", default="relu", help="hidden-layer activation")
     g.add_argument("--val-split", type=float, default=None,

@@ -7,10 +7,15 @@ The tuning directory holds Keras Tuner's state, one folder per trial (with its m
 directory), and the report (:mod:`kcompress.tuning_report`). Running the same command again
 resumes a killed search; ``--chief``/``--worker`` spread the trials over processes.
 """
+import contextlib
 import json
+import os
+import shutil
 from pathlib import Path
 
-from kcompress.errors import require
+from kcompress.data import read_keys_file
+from kcompress.errors import UsageError, require
+from kcompress.modeldir import out_lock
 from kcompress.search_space import check_names, grid, grid_size, hyperparameters, parse_space
 
 SEARCHES = ("grid", "random", "bayesian", "hyperband")
@@ -45,11 +50,13 @@ def add_arguments(p):
 
 def tune(out, space=None, search="random", objective=None, max_trials=10, overwrite=False, chief=None, worker=None,
          tuner_id=None, from_dir=None, method=None, seed=0, model="lenet300", data="mnist-sample", hidden=None,
-         activation="relu", val_split=None, **train_settings):
+         activation="relu", val_split=None, strict_keys=False, **train_settings):
     """Run (or resume) a search; returns the report's summary (``None`` on a worker).
 
     ``model`` ... ``val_split`` and ``train_settings`` (TrainConfig fields) are the base
     settings of training trials; ``space`` lists ``NAME=VALUES`` strings (or YAML files).
+    ``overwrite`` runs the new search beside an existing one, which it replaces only once
+    complete (see :func:`_work_dir`).
     """
     base = dict(model=model, data=data, hidden=hidden, activation=activation, val_split=val_split, **train_settings)
     from kcompress.distribute import is_tuning_worker, tuning_role
@@ -60,27 +67,42 @@ def tune(out, space=None, search="random", objective=None, max_trials=10, overwr
     require(search != "bayesian" or _has("sklearn"),
             "--search bayesian needs scikit-learn (pip install scikit-learn); use random, grid or hyperband")
     parsed = parse_space(space)
+    if strict_keys and str(data).startswith("keys-file:"):
+        read_keys_file(data[len("keys-file:"):], strict=True)
     runner = _runner(from_dir, method, base, seed)
     check_names(parsed, runner.searchable, "with " + (f"--method {method}" if method else "training"))
     for values in _corners(parsed):
-        runner.check(values)
+        _check_values(runner, values)
     if search == "grid":
         print(f"grid search: {grid_size(parsed)} trials", flush=True)
     key = _objective(objective, runner)
     out = Path(out)
     settings = dict(space=list(space), search=search, objective=key, max_trials=max_trials, from_dir=from_dir,
-                    method=method, seed=seed, **base)
-    with tuning_role(chief, worker, tuner_id):
+                    method=method, seed=seed, strict_keys=strict_keys, **base)
+    with contextlib.ExitStack() as held, tuning_role(chief, worker, tuner_id):
+        work = out
         if not is_tuning_worker():
-            _check_resume(out, settings, overwrite)
-        tuner = build_tuner(search, key, parsed, runner, max_trials, out, seed)
+            if not chief:  # a chief's workers write trials into the same --out
+                held.enter_context(out_lock(out))
+            work = _work_dir(out, settings, overwrite, in_place=bool(chief))
+        tuner = build_tuner(search, key, parsed, runner, max_trials, work, seed)
         tuner.search(verbose=0)
         if is_tuning_worker():
             return None
+        _replace(out, work)
     from kcompress.tuner import trial_rows
     from kcompress.tuning_report import write_report
 
     return write_report(out, trial_rows(tuner.oracle), parsed, runner, key, search)
+
+
+def _check_values(runner, values):
+    """``runner.check``, with a value that its settings cannot take (text for a number) as exit 2."""
+    try:
+        runner.check(values)
+    except (TypeError, ValueError) as e:
+        shown = " ".join(f"{k}={v}" for k, v in values.items())
+        raise UsageError(f"--space: cannot use {shown} ({e})") from None
 
 
 def _has(module):
@@ -114,24 +136,55 @@ def _corners(space):
             yield {**first, name: value}
 
 
-def _check_resume(out, settings, overwrite):
-    """Write ``search.json``, or refuse to resume a search that was started with other settings."""
-    path = out / SEARCH_FILE
-    settings = json.loads(json.dumps(settings, default=str))
-    if path.is_file() and not overwrite:
-        before = json.loads(path.read_text())
-        changed = sorted(k for k in set(before) | set(settings)
-                         if k not in IGNORED_ON_RESUME and before.get(k) != settings.get(k))
-        require(not changed, f"--out {out} holds a search with other settings ({', '.join(changed)}): "
-                             "use the same command to resume, or --overwrite to start afresh")
-        return
+def _work_dir(out, settings, overwrite, in_place=False):
+    """Where the search runs: ``out`` itself, or with ``overwrite`` over an existing search a
+    hidden sibling that :func:`_replace` swaps in once the new search is complete, so that a
+    kill or an error keeps the old search; rerunning the same ``--overwrite`` command resumes
+    the interrupted new search there. ``in_place`` (a chief, whose workers write into ``out``):
+    the old search is deleted first."""
     require(not out.exists() or out.is_dir(), f"--out {out} exists and is not a directory")
-    if overwrite and out.exists():
-        import shutil
+    settings = json.loads(json.dumps(settings, default=str))
+    if overwrite and out.exists() and not in_place:
+        work = out.with_name(f".{out.name}.overwrite")
+        if _changed(work, settings) != []:
+            _start(work, settings)
+        return work
+    changed = None if overwrite else _changed(out, settings)
+    require(not changed, f"--out {out} holds a search with other settings ({', '.join(changed or ())}): "
+                         "use the same command to resume, or --overwrite to start afresh")
+    require(changed is not None or overwrite or not out.exists() or not any(out.iterdir()),
+            f"--out {out} exists and holds no search (no {SEARCH_FILE}): use --overwrite to replace it")
+    if changed is None:
+        _start(out, settings)
+    return out
 
+
+def _changed(out, settings):
+    """The settings that differ from those of the search in ``out`` (``None``: no search there)."""
+    path = out / SEARCH_FILE
+    if not path.is_file():
+        return None
+    before = json.loads(path.read_text())
+    return sorted(k for k in set(before) | set(settings)
+                  if k not in IGNORED_ON_RESUME and before.get(k) != settings.get(k))
+
+
+def _start(out, settings):
+    """A fresh tuning directory ``out`` holding only ``search.json``."""
+    if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2, default=str) + "\n")
+    out.mkdir(parents=True)
+    (out / SEARCH_FILE).write_text(json.dumps(settings, indent=2, default=str) + "\n")
+
+
+def _replace(out, work):
+    """Put the complete search in ``work`` in place of ``out`` (the old one goes last)."""
+    if work == out:
+        return
+    trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+    out.rename(trash)
+    work.rename(out)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def build_tuner(search, objective, space, runner, max_trials, out, seed):

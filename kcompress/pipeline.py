@@ -99,24 +99,23 @@ def train_model(setup, cfg, seed, data, folder, backup_dir=None, scope=None, ini
         net = build_model(setup.model, data.input_shape, data.output_dim, setup.hidden, setup.activation)
     if initial_weights is not None:
         net.set_weights(initial_weights)
-    start = time.perf_counter()
-    history = fit(net, data, cfg, backup_dir=backup_dir)
+    history = fit(net, data, cfg, backup_dir=backup_dir, run_key={**setup.to_dict(), "seed": seed})
     record = run_record("train", {**setup.to_dict(), "val_split": setup.split, **cfg.to_dict()}, seed=seed,
                         data_spec={"data": setup.data, "val_split": setup.split, "seed": seed},
-                        dataset=data.describe(), parent=None, history=history,
-                        train_seconds=time.perf_counter() - start)
+                        dataset=data.describe(), parent=None, history=history, train_seconds=history.seconds)
     return net, finish(net, data, record, folder, title=f"{setup.model} on {setup.data}")
 
 
 def train(out, setup, cfg, seed=0, overwrite=False, strategy="none"):
-    """Train into the model directory ``out`` (written whole or not at all); resumable after a
-    kill; ``strategy`` distributes the training (:mod:`kcompress.training.distribute`)."""
+    """Train into the model directory ``out`` (written whole or not at all, one writer at a
+    time); resumable after a kill; ``strategy`` distributes the training
+    (:mod:`kcompress.training.distribute`)."""
     from kcompress.training import distribute
 
     dist = distribute.make_strategy(strategy)  # before any TensorFlow op, as multi-worker needs
     final_out, out = out, check_out_dir(distribute.worker_out(out, strategy), overwrite)
-    data = load_dataset(setup.data, setup.split, seed)
     with staged_dir(out, overwrite) as tmp:
+        data = load_dataset(setup.data, setup.split, seed, setup.strict_keys)
         _, record = train_model(setup, cfg, seed, data, tmp, backup_dir=out.parent / f".{out.name}.backup",
                                 scope=dist.scope())
     distribute.discard_worker_copy(final_out, out)

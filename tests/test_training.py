@@ -86,7 +86,8 @@ def test_training_resumes_after_a_kill(small_mnist, tmp_path):
     assert (tmp_path / "backup").exists()
     resumed = build_model("lenet300", small_mnist.input_shape, 10, hidden=(16,))
     history = fit(resumed, small_mnist, cfg, backup_dir=tmp_path / "backup")
-    assert len(history["loss"]) == 2  # epochs 3 and 4 only: 1 and 2 were restored
+    assert history.resumed_at == 2 and len(history["loss"]) == 4  # 1 and 2 restored, 3 and 4 trained
+    assert not (tmp_path / "backup").exists()
 
 
 def test_penalty_term_is_added_and_logged(small_mnist):

@@ -6,6 +6,7 @@ accepts ``--config FILE.yaml`` whose keys are flag names (``batch-size`` or ``ba
 flags given on the command line win over the file. Building the parser imports no TensorFlow:
 ``--help`` and usage errors answer at once.
 """
+import contextlib
 import os
 import sys
 
@@ -49,7 +50,16 @@ def _required(values, *names):
 
 
 def dispatch(command, v):
-    """Call the API function for ``command`` with the settings ``v``."""
+    """Call the API function for ``command`` with the settings ``v``; a command that writes
+    ``--out`` takes its lock first, so that a second writer exits at once, before TensorFlow loads."""
+    from kcompress.core.modeldir import out_lock
+
+    writes = command in ("train", "compress", "export") and v.get("out") and v.get("strategy") != "multiworker"
+    with out_lock(v["out"]) if writes else contextlib.nullcontext():
+        _call(command, v)
+
+
+def _call(command, v):
     from kcompress import api
 
     seed = v.pop("seed", 0)

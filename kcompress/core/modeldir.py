@@ -34,25 +34,110 @@ def check_out_dir(out, overwrite=False):
 
 @contextlib.contextmanager
 def staged_dir(out, overwrite=False):
-    """Yield a temporary folder beside ``out``; rename it to ``out`` if the block succeeds."""
+    """Yield a temporary folder beside ``out``; rename it to ``out`` if the block succeeds.
+
+    Holds :func:`out_lock` throughout, and removes only the partial folders of dead
+    processes: another run's staging folder is never deleted under it.
+    """
     out = check_out_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    tmp.chmod(0o755)
+    with out_lock(out):
+        for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by a killed run
+            if not _owner_alive(stale.name[len(f".{out.name}.partial-"):]):
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{_owner_tag()}-", dir=out.parent))
+        tmp.chmod(0o755)
+        try:
+            yield tmp
+            if out.exists():
+                trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+                out.rename(trash)
+                tmp.rename(out)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                tmp.rename(out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _owner_tag():
+    """``HOST~PID`` of this process, for the names of its partial folders."""
+    return f"{platform.node().replace('~', '_')}~{os.getpid()}"
+
+
+def _owner_alive(name):
+    """False only if ``name`` starts with an owner tag of a dead process on this host."""
+    host, _, rest = name.partition("~")
+    pid = rest.split("-")[0]
+    if host != _owner_tag().split("~")[0] or not pid.isdigit():
+        return True  # another host, or a name without a tag: leave it alone
+    return _pid_alive(int(pid))
+
+
+def _pid_alive(pid):
     try:
-        yield tmp
-        if out.exists():
-            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(trash)
-            tmp.rename(out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_HELD = {}  # lock path -> [open file, depth]: the locks this process holds
+
+
+@contextlib.contextmanager
+def out_lock(out):
+    """Hold the lock of ``out`` (the file ``.NAME.lock`` beside it) for the block.
+
+    A second process exits 2 at once, naming the holder (pid, host, command). The lock is
+    an ``flock`` on the file, which the kernel drops when its holder dies, so a killed run's
+    lock is taken over without guessing from pids. Re-entrant within one process.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.parent / f".{out.name}.lock"
+    key = str(path.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+    else:
+        _HELD[key] = [_acquire(path, out), 1]
+    try:
+        yield path
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _HELD[key][1] -= 1
+        if _HELD[key][1] == 0:
+            f = _HELD.pop(key)[0]
+            path.unlink(missing_ok=True)  # before unlocking: a waiter then retries on a new file
+            f.close()
+
+
+def _acquire(path, out):
+    import fcntl
+
+    while True:
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise UsageError(f"--out {out} is being written by {holder} (lock {path}); "
+                             "wait for it to finish or choose another --out") from None
+        if path.exists() and os.path.samestat(os.fstat(f.fileno()), os.stat(path)):
+            break
+        f.close()  # the file was unlinked by its last holder between our open and flock
+    f.seek(0)
+    stale = f.read().strip()
+    if stale:
+        print(f"kcompress: notice: taking over the lock {path} of {stale}, which is no longer running", file=sys.stderr)
+    f.truncate(0)
+    f.write(f"pid {os.getpid()} on {platform.node()}: {' '.join(sys.argv)}\n")
+    f.flush()
+    return f
 
 
 def save_model(model, folder):
@@ -82,9 +167,12 @@ def read_run(folder):
     path = Path(folder) / RUN_FILE
     require(path.is_file(), f"--from {folder}: no {RUN_FILE}")
     try:
-        return json.loads(path.read_text())
+        run = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"--from {folder}: {RUN_FILE} is not valid JSON ({e})") from None
+    require(isinstance(run, dict), f"--from {folder}: {path} holds a JSON {type(run).__name__}, not a kcompress run record")
+    require(isinstance(run.get("settings"), dict), f"--from {folder}: {path} has no settings (not written by kcompress)")
+    return run
 
 
 def write_json(path, obj):

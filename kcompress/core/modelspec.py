@@ -50,6 +50,8 @@ class ModelSettings(Settings):
     hidden: tuple = option(None, "hidden Dense widths, e.g. 300,100 ('none' for no hidden layer; unset: the "
                                  "model's own)", parse=parse_hidden, sweep=True, metavar="W,W,...")
     activation: str = option("relu", "hidden-layer activation", choices=ACTIVATIONS, sweep=True)
+    strict_keys: bool = option(False, "refuse a key file whose keys are unsorted or repeated (default: sort and "
+                                      "deduplicate them, with a notice)")
     val_split: float = option(None, "share of train held out for validation (unset: 0.1, and 0 for learned-index "
                                     "keys: an index must hold every key)")
 

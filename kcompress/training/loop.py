@@ -14,6 +14,7 @@ import numpy as np
 from kcompress.backend import keras
 from kcompress.core.objectives import ErrorFromAccuracy, get_loss, keras_metrics
 from kcompress.errors import TrainingDiverged
+from kcompress.training.checkpoint import FitHistory, IntervalBackupAndRestore, fingerprint
 from kcompress.training.penalty import PenalizedModel
 
 
@@ -70,33 +71,17 @@ class _NaNGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class IntervalBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore, writing its checkpoint at an epoch's end only when at least
-    ``interval`` seconds have passed since the last one.
-
-    A checkpoint per epoch costs ~25 ms for LeNet-300-100, about 5 % of a half-second epoch;
-    with the interval a kill loses at most ``interval`` seconds of training, and the
-    overhead stays negligible whatever the epoch length (``interval=0``: every epoch).
-    """
-
-    def __init__(self, backup_dir, interval=10.0):
-        super().__init__(str(backup_dir), delete_checkpoint=True)
-        self.interval = float(interval)
-        self._last = time.monotonic()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if time.monotonic() - self._last >= self.interval:
-            self._backup(epoch=epoch)
-            self._last = time.monotonic()
-
-
 def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=True, initial_epoch=0,
-        backup_interval=10.0):
-    """Train ``model`` on ``data`` with ``cfg``; return the per-epoch history as a dict of lists.
+        backup_interval=10.0, run_key=None):
+    """Train ``model`` on ``data`` with ``cfg``; return the per-epoch history as a
+    :class:`~kcompress.training.checkpoint.FitHistory` (a dict of lists, plus training ``seconds``).
 
     ``penalties`` are :class:`~kcompress.training.penalty.PenaltyTerm` objects added to the loss;
-    ``backup_dir`` makes the run resumable after a kill (Keras BackupAndRestore, a checkpoint
-    at most every ``backup_interval`` seconds);
+    ``backup_dir`` makes the run resumable after a kill (see :mod:`kcompress.training.checkpoint`: a
+    checkpoint after the first epoch, then at most every ``backup_interval`` seconds; the
+    history and seconds returned cover the whole run); a checkpoint whose fingerprint (weight
+    shapes, ``cfg``, data, ``run_key``: the caller's other settings, e.g. the seed) differs is
+    discarded with a notice and training starts afresh;
     ``compile=False`` keeps an optimizer that the caller compiled (e.g. to carry momentum
     across LC steps). Raises :class:`TrainingDiverged` if the loss becomes NaN/inf.
     """
@@ -106,8 +91,11 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
         compile_model(trainee, data, cfg, optimizer=None if compile else model.optimizer)
     guard = _NaNGuard()
     all_callbacks = [ErrorFromAccuracy(), guard, *schedule_callbacks(cfg, data.has_val), *callbacks]
+    backup = None
     if backup_dir:
-        all_callbacks.append(IntervalBackupAndRestore(backup_dir, backup_interval))
+        backup = IntervalBackupAndRestore(backup_dir, backup_interval, fingerprint(model, data, cfg, initial_epoch, run_key))
+        all_callbacks.append(backup)
+    start = time.perf_counter()
     history = trainee.fit(
         data.x_train,
         data.y_train,
@@ -123,4 +111,5 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
             f"the loss became NaN/inf at epoch {len(history.epoch) + int(initial_epoch)}: lower --lr "
             f"(now {cfg.lr}) or change --optimizer/--loss; nothing was saved"
         )
-    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    seconds, history = time.perf_counter() - start, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return backup.whole(history, seconds) if backup else FitHistory(history, seconds)

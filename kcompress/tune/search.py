@@ -7,9 +7,13 @@ The tuning directory holds Keras Tuner's state, one folder per trial (with its m
 directory), and the report (:mod:`kcompress.tune.report`). Running the same command again
 resumes a killed search; ``--chief``/``--worker`` spread the trials over processes.
 """
+import contextlib
 import json
+import os
+import shutil
 from pathlib import Path
 
+from kcompress.core.modeldir import out_lock
 from kcompress.errors import require
 from kcompress.tune.space import check_names, grid, grid_size, hyperparameters, parse_space
 
@@ -24,7 +28,8 @@ def tune(out, space=None, search="random", objective=None, max_trials=10, overwr
 
     ``base`` holds the fixed settings of every trial: ``train``'s (model, data, epochs, ...) for a
     training search, the method's for a compression search (``from_dir`` and ``method``);
-    ``space`` lists ``NAME=VALUES`` strings (or YAML files) of the searched ones."""
+    ``space`` lists ``NAME=VALUES`` strings (or YAML files) of the searched ones. ``overwrite`` runs
+    the new search beside an existing one, which it replaces only once complete (:func:`_work_dir`)."""
     from kcompress.tune.distributed import is_tuning_worker, tuning_role
 
     require(search in SEARCHES, f"unknown --search {search!r} (one of {', '.join(SEARCHES)})")
@@ -43,13 +48,17 @@ def tune(out, space=None, search="random", objective=None, max_trials=10, overwr
     out = Path(out)
     settings = dict(space=list(space), search=search, objective=key, max_trials=max_trials, from_dir=from_dir,
                     method=method, seed=seed, **base)
-    with tuning_role(chief, worker, tuner_id):
+    with contextlib.ExitStack() as held, tuning_role(chief, worker, tuner_id):
+        work = out
         if not is_tuning_worker():
-            _check_resume(out, settings, overwrite)
-        tuner = build_tuner(search, key, parsed, runner, max_trials, out, seed)
+            if not chief:  # a chief's workers write trials into the same --out
+                held.enter_context(out_lock(out))
+            work = _work_dir(out, settings, overwrite, in_place=bool(chief))
+        tuner = build_tuner(search, key, parsed, runner, max_trials, work, seed)
         tuner.search(verbose=0)
         if is_tuning_worker():
             return None
+        _replace(out, work)
     from kcompress.tune.report import write_report
     from kcompress.tune.tuner import trial_rows
 
@@ -87,24 +96,55 @@ def _corners(space):
             yield {**first, name: value}
 
 
-def _check_resume(out, settings, overwrite):
-    """Write ``search.json``, or refuse to resume a search that was started with other settings."""
-    path = out / SEARCH_FILE
-    settings = json.loads(json.dumps(settings, default=str))
-    if path.is_file() and not overwrite:
-        before = json.loads(path.read_text())
-        changed = sorted(k for k in set(before) | set(settings)
-                         if k not in IGNORED_ON_RESUME and before.get(k) != settings.get(k))
-        require(not changed, f"--out {out} holds a search with other settings ({', '.join(changed)}): "
-                             "use the same command to resume, or --overwrite to start afresh")
-        return
+def _work_dir(out, settings, overwrite, in_place=False):
+    """Where the search runs: ``out`` itself, or with ``overwrite`` over an existing search a
+    hidden sibling that :func:`_replace` swaps in once the new search is complete, so that a
+    kill or an error keeps the old search; rerunning the same ``--overwrite`` command resumes
+    the interrupted new search there. ``in_place`` (a chief, whose workers write into ``out``):
+    the old search is deleted first."""
     require(not out.exists() or out.is_dir(), f"--out {out} exists and is not a directory")
-    if overwrite and out.exists():
-        import shutil
+    settings = json.loads(json.dumps(settings, default=str))
+    if overwrite and out.exists() and not in_place:
+        work = out.with_name(f".{out.name}.overwrite")
+        if _changed(work, settings) != []:
+            _start(work, settings)
+        return work
+    changed = None if overwrite else _changed(out, settings)
+    require(not changed, f"--out {out} holds a search with other settings ({', '.join(changed or ())}): "
+                         "use the same command to resume, or --overwrite to start afresh")
+    require(changed is not None or overwrite or not out.exists() or not any(out.iterdir()),
+            f"--out {out} exists and holds no search (no {SEARCH_FILE}): use --overwrite to replace it")
+    if changed is None:
+        _start(out, settings)
+    return out
 
+
+def _changed(out, settings):
+    """The settings that differ from those of the search in ``out`` (``None``: no search there)."""
+    path = out / SEARCH_FILE
+    if not path.is_file():
+        return None
+    before = json.loads(path.read_text())
+    return sorted(k for k in set(before) | set(settings)
+                  if k not in IGNORED_ON_RESUME and before.get(k) != settings.get(k))
+
+
+def _start(out, settings):
+    """A fresh tuning directory ``out`` holding only ``search.json``."""
+    if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2, default=str) + "\n")
+    out.mkdir(parents=True)
+    (out / SEARCH_FILE).write_text(json.dumps(settings, indent=2, default=str) + "\n")
+
+
+def _replace(out, work):
+    """Put the complete search in ``work`` in place of ``out`` (the old one goes last)."""
+    if work == out:
+        return
+    trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+    out.rename(trash)
+    work.rename(out)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def build_tuner(search, objective, space, runner, max_trials, out, seed):

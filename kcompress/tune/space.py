@@ -20,6 +20,8 @@ from kcompress.core.yamlfile import read_yaml
 from kcompress.errors import UsageError, require
 
 INT_SETTINGS = ("epochs", "step_size", "patience", "plateau_patience", "batch_size")
+FLOAT_SETTINGS = ("lr", "momentum", "gamma", "lse_temperature")
+TEXT_ALLOWED = {"batch_size": ("full",)}  # the one text value a numeric setting takes
 SAMPLINGS = ("linear", "log")
 
 
@@ -92,7 +94,19 @@ def _parse_values(name, text, where):
     require(all(parts), f"--space {where!r}: empty value in the list")
     values = [parse_value(p) for p in parts]
     require(len(set(map(repr, values))) == len(values), f"--space {where!r}: repeated values")
+    _check_numbers(name, values, where)
     return Param(name, choices=tuple(values))
+
+
+def _check_numbers(name, values, where):
+    """Exit 2 if a numeric training setting is given a value that is not a number."""
+    if name not in INT_SETTINGS + FLOAT_SETTINGS:
+        return  # text settings (loss=mse,lse) and method settings, which their runner checks
+    whole = name in INT_SETTINGS
+    bad = [v for v in values if v not in TEXT_ALLOWED.get(name, ())
+           and (isinstance(v, bool) or not isinstance(v, int if whole else (int, float)))]
+    require(not bad, f"--space {where!r}: {name} takes {'whole numbers' if whole else 'numbers'}, "
+                     f"not {', '.join(map(str, bad))}")
 
 
 def _parse_range(name, text, where):

@@ -77,7 +77,7 @@ class TrainTrial:
         self.setup = ModelSettings.from_dict({k: v for k, v in base.items() if k in names})
         self.base = TrainConfig.from_dict({k: v for k, v in base.items() if k not in names})
         self.seed = seed
-        self.data = load_dataset(self.setup.data, self.setup.split, seed)
+        self.data = load_dataset(self.setup.data, self.setup.split, seed, self.setup.strict_keys)
         self.searchable = tuple(n for n in TrainConfig.names() if n not in ("verbose", "monitor")) + ("hidden",
                                                                                                         "activation")
 

@@ -88,7 +88,8 @@ def _method_flags(p, method):
         return
     added = set(FinetuneSettings.names())
     add_settings(p.add_argument_group("training steps of every method (defaults per method: see "
-                                      "--method NAME --help)"), FinetuneSettings, note=lambda f: "default: per method")
+                                      "--method NAME --help)"), FinetuneSettings,
+                 note=lambda f: None if f.default is None else "default: per method")
     for name in REGISTRY:
         cls = settings_class(name)
         add_settings(p.add_argument_group(f"--method {name}: {cls.HELP}"), cls, skip=added)

@@ -62,7 +62,6 @@ class Scorer:
 
     def __init__(self, model, data, variables=(), chunk=2500):
         spec = tf.TensorSpec([None, *data.input_shape], tf.float32)
-        self.forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         self.model, self.variables = model, list(variables)
         deltas = [tf.TensorSpec(v.shape, v.dtype) for v in self.variables]
         self.pair = tf.function(self._pair, input_signature=[spec, deltas])
@@ -85,18 +84,8 @@ class Scorer:
     def _chunks(self, x):
         return (x[i:i + self.chunk] for i in range(0, len(x), self.chunk))
 
-    def _predict(self, x):
-        return np.concatenate([self.forward(c).numpy() for c in self._chunks(x)])
-
     def _score(self, split, y, pred, suffix):
         return {f"{split}_{self.metric}{suffix}": scores(y, pred, self.data, "")[self.metric]}
-
-    def __call__(self, suffix):
-        """``{"train_<metric><suffix>": ..., "test_<metric><suffix>": ...}`` of the model as it is."""
-        d, out = self.data, {}
-        for split, x, y in (("train", d.x_train, d.y_train), ("test", d.x_test, d.y_test)):
-            out.update(self._score(split, y, self._predict(x), suffix))
-        return out
 
     def both(self, deltas):
         """Scores of w (suffix ``_w``) and of w = ``deltas`` (``_delta``; one array per variable)."""
@@ -215,4 +204,5 @@ class LC:
         s = self.schedule
         return {"tasks": tasks, "schedule": {"mus": list(s.mus), "l_epochs": s.l_epochs, "lr0": float(self.cfg.lr),
                                              "lr_decay": s.lr_decay, "multipliers": s.multipliers},
-                "metric": self.scorer.metric, "execution": self.execution, "dc": self.dc, "steps": self.steps, "storage": self.storage()}
+                "metric": self.scorer.metric, "execution": self.execution, "dc": self.dc, "steps": self.steps,
+                "storage": self.storage()}

@@ -102,7 +102,8 @@ def train_model(setup, cfg, seed, data, folder, backup_dir=None, scope=None, ini
     history = fit(net, data, cfg, backup_dir=backup_dir, run_key={**setup.to_dict(), "seed": seed})
     record = run_record("train", {**setup.to_dict(), "val_split": setup.split, **cfg.to_dict()}, seed=seed,
                         data_spec={"data": setup.data, "val_split": setup.split, "seed": seed},
-                        dataset=data.describe(), parent=None, history=history, train_seconds=history.seconds)
+                        dataset=data.describe(), parent=None, history=history, train_seconds=history.seconds,
+                        execution=history.execution)
     return net, finish(net, data, record, folder, title=f"{setup.model} on {setup.data}")
 
 

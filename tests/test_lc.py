@@ -143,7 +143,7 @@ def test_bad_task_strings_say_why(text, reason):
 
 
 def test_bad_tasks_exit_2_from_the_cli(reference_dir, tmp_path, capsys):
-    from kcompress.cli.main import main
+    from kcompress.cli.main.main import main
 
     base = ["compress", "--from", str(reference_dir), "--method", "lc", "--out", str(tmp_path / "o")]
     assert main(base + ["--task", "all:lowrank:rank=3"]) == 2
@@ -202,6 +202,44 @@ def test_short_lc_run_pulls_w_to_delta_and_ends_compressed(reference):
     traces = lc.trainee.train_function.experimental_get_tracing_count()
     lc.l_step(3, 1.0)  # another μ: new targets and μ are assigned, nothing is retraced
     assert lc.trainee.train_function.experimental_get_tracing_count() == traces
+    assert lc.record()["execution"]["jit_compile"] and lc.record()["execution"]["steps_per_execution"] > 1
+
+
+def test_scores_of_w_and_delta_in_one_call_match_scoring_each_and_keep_w(reference, rng):
+    lc = make_lc(small(reference, 300), "each:quant:k=2", [1e-3])
+    w = [v.numpy() for v in lc.variables]
+    lc.lambdas = [np.zeros_like(x) for x in lc.weights()]
+    lc.c_step(1e-3)
+    both = lc.scores()
+    for v, kept in zip(lc.variables, w):
+        np.testing.assert_array_equal(v.numpy(), kept)
+    d = lc.data
+
+    def error(split):
+        x, y = (d.x_train, d.y_train) if split == "train" else (d.x_test, d.y_test)
+        return 100 * np.mean(np.argmax(lc.model.predict(x, verbose=0), -1) != y)
+
+    assert both["train_error_w"] == pytest.approx(error("train")) and both["test_error_w"] == pytest.approx(error("test"))
+    lc.set_kernels(lc.deltas)
+    assert both["train_error_delta"] == pytest.approx(error("train"))
+    assert both["test_error_delta"] == pytest.approx(error("test"))
+    assert both["train_error_delta"] != both["train_error_w"]
+
+
+def test_sorted_kmeans_matches_lloyd_over_every_value(rng):
+    from kcompress.methods.lc.types.quantization import kmeans_1d
+
+    x = np.concatenate([rng.normal(-1, 0.3, 5000), rng.normal(2, 0.5, 3000), [0.5] * 50])
+    codebook = np.quantile(x, [0.1, 0.4, 0.6, 0.9])
+    for _ in range(100):  # Lloyd's iteration, written out: assign every value, average
+        labels = assign(x, codebook)
+        new = np.array([x[labels == j].mean() for j in range(4)])
+        if np.allclose(new, codebook, rtol=0, atol=0):
+            break
+        codebook = new
+    got, got_labels = kmeans_1d(x, np.quantile(x, [0.1, 0.4, 0.6, 0.9]))
+    np.testing.assert_allclose(got, codebook, rtol=1e-10)
+    np.testing.assert_array_equal(got_labels, assign(x, codebook))
 
 
 def test_low_rank_layers_are_factorised_into_u_and_v(reference):

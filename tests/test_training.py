@@ -99,3 +99,41 @@ def test_penalty_term_is_added_and_logged(small_mnist):
     np.testing.assert_allclose(tape.gradient(value, kernel).numpy(), 2.0 * kernel.numpy(), rtol=1e-5)
     history = fit(model, small_mnist, TrainConfig(epochs=1, verbose=0), penalties=[term])
     assert history["pull"][0] > 0 and history["total_loss"][0] > history["loss"][0]
+
+
+def _tiny(data, seed=0):
+    keras.utils.set_random_seed(seed)
+    return build_model("lenet300", data.input_shape, 10, hidden=(16,))
+
+
+def test_default_path_runs_several_steps_per_call_under_xla_and_matches_the_plain_loop(small_mnist):
+    cfg = TrainConfig(epochs=2, batch_size=64, verbose=0)
+    fast = fit(_tiny(small_mnist), small_mnist, cfg)
+    plain = fit(_tiny(small_mnist), small_mnist, cfg, steps_per_execution=1, jit_compile=False)
+    assert fast.execution == {"steps_per_execution": 20, "jit_compile": True, "reason": ""}
+    assert plain.execution["steps_per_execution"] == 1 and not plain.execution["jit_compile"]
+    np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=1e-3)  # same batches, same steps
+
+
+class _CountBatches(keras.callbacks.Callback):
+    batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def test_a_per_batch_callback_sees_every_batch(small_mnist):
+    counter = _CountBatches()
+    history = fit(_tiny(small_mnist), small_mnist, TrainConfig(epochs=1, batch_size=64, verbose=0), callbacks=[counter])
+    assert counter.batches == int(np.ceil(len(small_mnist.x_train) / 64))
+    assert history.execution["steps_per_execution"] == 1 and "_CountBatches" in history.execution["reason"]
+
+
+def test_a_step_xla_cannot_compile_falls_back_and_says_why(small_mnist):
+    model = _tiny(small_mnist)
+    # tf.numpy_function runs Python: XLA has no kernel for it
+    hop = keras.layers.Lambda(lambda x: tf.reshape(tf.numpy_function(lambda a: a, [x], tf.float32), tf.shape(x)))
+    wrapped = keras.Sequential([keras.Input(small_mnist.input_shape), hop, model])
+    history = fit(wrapped, small_mnist, TrainConfig(epochs=2, batch_size=64, verbose=0))
+    assert not history.execution["jit_compile"] and "no XLA" in history.execution["reason"]
+    assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]

@@ -22,13 +22,15 @@ STATE_FILE = "kcompress-state.json"
 
 
 class FitHistory(dict):
-    """Per-epoch history (metric -> list), plus ``seconds`` of training across resumes and
-    ``resumed_at``: the epoch a resumed run went on from (``None`` for a fresh run)."""
+    """Per-epoch history (metric -> list), plus ``seconds`` of training across resumes,
+    ``resumed_at``: the epoch a resumed run went on from (``None`` for a fresh run), and
+    ``execution``: the path that ran (steps per call, XLA; see :mod:`kcompress.training.execution`)."""
 
-    def __init__(self, history, seconds, resumed_at=None):
+    def __init__(self, history, seconds, resumed_at=None, execution=None):
         super().__init__(history)
         self.seconds = float(seconds)
         self.resumed_at = resumed_at
+        self.execution = dict(execution or {})
 
 
 def fingerprint(model, data, cfg, initial_epoch=0, extra=None):

@@ -15,6 +15,7 @@ from kcompress.backend import keras
 from kcompress.core.objectives import ErrorFromAccuracy, get_loss, keras_metrics
 from kcompress.errors import TrainingDiverged
 from kcompress.training.checkpoint import FitHistory, IntervalBackupAndRestore, fingerprint
+from kcompress.training.execution import choose_execution, fit_with_fallback
 from kcompress.training.penalty import PenalizedModel
 
 
@@ -72,9 +73,10 @@ class _NaNGuard(keras.callbacks.Callback):
 
 
 def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=True, initial_epoch=0,
-        backup_interval=10.0, run_key=None):
+        backup_interval=10.0, run_key=None, steps_per_execution=None, jit_compile=None):
     """Train ``model`` on ``data`` with ``cfg``; return the per-epoch history as a
-    :class:`~kcompress.training.checkpoint.FitHistory` (a dict of lists, plus training ``seconds``).
+    :class:`~kcompress.training.checkpoint.FitHistory` (a dict of lists, plus training ``seconds``
+    and the ``execution`` path that ran).
 
     ``penalties`` are :class:`~kcompress.training.penalty.PenaltyTerm` objects added to the loss;
     ``backup_dir`` makes the run resumable after a kill (see :mod:`kcompress.training.checkpoint`: a
@@ -84,6 +86,8 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
     discarded with a notice and training starts afresh;
     ``compile=False`` keeps an optimizer that the caller compiled (e.g. to carry momentum
     across LC steps). Raises :class:`TrainingDiverged` if the loss becomes NaN/inf.
+    ``steps_per_execution``/``jit_compile`` (None: automatic, see
+    :func:`~kcompress.training.execution.choose_execution`) pick the execution path.
     """
     cfg.validate()
     trainee = PenalizedModel(model, penalties) if penalties else model
@@ -95,10 +99,10 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
     if backup_dir:
         backup = IntervalBackupAndRestore(backup_dir, backup_interval, fingerprint(model, data, cfg, initial_epoch, run_key))
         all_callbacks.append(backup)
-    start = time.perf_counter()
-    history = trainee.fit(
-        data.x_train,
-        data.y_train,
+    execution = choose_execution(trainee, all_callbacks, steps_per_execution, jit_compile)
+    fit_args = dict(
+        x=data.x_train,
+        y=data.y_train,
         batch_size=cfg.batch_for(len(data.x_train)),
         epochs=int(cfg.epochs) + int(initial_epoch),
         initial_epoch=int(initial_epoch),
@@ -106,10 +110,14 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
         callbacks=all_callbacks,
         verbose=(1 if sys.stdout.isatty() else 2) if cfg.verbose is None else cfg.verbose,
     )
+    start = time.perf_counter()
+    history = fit_with_fallback(trainee, fit_args, execution)
     if guard.fired:
         raise TrainingDiverged(
             f"the loss became NaN/inf at epoch {len(history.epoch) + int(initial_epoch)}: lower --lr "
             f"(now {cfg.lr}) or change --optimizer/--loss; nothing was saved"
         )
     seconds, history = time.perf_counter() - start, {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    return backup.whole(history, seconds) if backup else FitHistory(history, seconds)
+    result = backup.whole(history, seconds) if backup else FitHistory(history, seconds)
+    result.execution = execution
+    return result

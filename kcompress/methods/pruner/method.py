@@ -106,6 +106,7 @@ def run(reference, settings):
         "final_lambda": float(penalty.lam.numpy()),
         "final_mu": float(penalty.mu.numpy()),
         "gate_seconds": gate_seconds,
+        "execution": gate_history.execution,
         "finetune_epochs": ft_epochs,
         "stall_threshold": settings.stall_threshold,
         "gate_values": {n: np.round(v, 4).tolist() for n, v in summary["values"].items()},

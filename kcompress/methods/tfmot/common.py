@@ -88,7 +88,8 @@ def run_stage(reference, model, settings, make_wrap, strip_fn, callbacks=()):
     plain = strip(wrapped, strip_fn)
     x = reference.data.x_test[:CHECK_SAMPLES]
     diff = float(np.max(np.abs(predict(wrapped, x) - predict(plain, x))))
-    record = {"layers": layers, "finetune": cfg.to_dict(), "stripped_vs_wrapped_max_abs_diff": diff,
+    record = {"layers": layers, "finetune": cfg.to_dict(), "execution": history.execution,
+              "stripped_vs_wrapped_max_abs_diff": diff,
               "kernels": kernel_summary(plain, layers["wrapped"])}
     return plain, history, record
 

@@ -9,7 +9,6 @@ units with the largest gates per layer are kept, the others removed for real (:m
 the smaller plain model is fine-tuned briefly.
 """
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -60,9 +59,10 @@ def lambda_mu_schedule(settings):
 def gate_phase_config(reference, settings):
     """The gate phase's training config: --max-epochs, no early stopping, and the network learning
     rate of --gate-lr-schedule (fixed, step and plateau through the shared loop; on-pruning is
-    fixed here and dropped by :class:`DropOnPruning`)."""
+    fixed here and dropped by :class:`DropOnPruning`). Built from the settings, not from the
+    fine-tuning config, so that ``--epochs 0`` (no fine-tuning) is allowed."""
     schedule = "fixed" if settings.gate_lr_schedule == "on-pruning" else settings.gate_lr_schedule
-    return replace(finetune_config(reference, settings), epochs=settings.max_epochs, patience=0, lr_schedule=schedule)
+    return finetune_config(reference, settings.replace(epochs=settings.max_epochs, patience=0, lr_schedule=schedule))
 
 
 def train_gates(reference, gated, penalty, settings):

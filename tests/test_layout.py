@@ -82,7 +82,7 @@ def test_help_shows_each_default_once():
 
     text = build_parser("pruner").commands["compress"].format_help()
     assert text.count("(default: 0.35)") == 1 and "(default: None)" not in text
-    assert "--no-lambda-on-stall" in text and "--lambda-on-stall" in text
+    assert "--no-pruning-loss-only" in text and "--pruning-loss-only" in text
 
 
 def test_tensorflow_start_up_lines_are_hidden(reference_dir):

@@ -103,7 +103,7 @@ def test_removal_rejects_the_output_layer(reference):
 
 
 def test_schedule_raises_lambda_on_time_and_on_stall():
-    sched = LambdaMuSchedule(lambda_every=3, lambda_max=100.0, on_stall=False, mu="adaptive", mu_window=2).validate()
+    sched = LambdaMuSchedule(lambda_every=3, lambda_max=100.0, rule="schedule", mu="adaptive", mu_window=2).validate()
     assert sched.start(task_loss=2.0, pruning_loss=1.0) == (1.0, 2.0)
     lams = [sched.end_epoch(e, 4.0, 1.0, np.full(5, 0.9))[0] for e in range(12)]
     assert lams == [1, 1, 10, 10, 10, 100, 100, 100, 100, 100, 100, 100]

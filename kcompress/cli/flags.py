@@ -28,7 +28,7 @@ def add_option(group, field, default_note=None):
         text += f" ({default_note})"
     elif field.default not in (None, ()) and not isinstance(field.default, bool):
         text += f" (default: {shown(field.default)})"
-    if meta.get("sweep") and kind in (int, float, str) and not meta.get("choices"):
+    if meta.get("sweep") and kind in (int, float, str):
         text += "; a comma list sweeps"
     kwargs = dict(dest=field.name, default=argparse.SUPPRESS, help=text.replace("%", "%%"))
     if kind is bool:

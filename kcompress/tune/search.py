@@ -38,7 +38,7 @@ def tune(out, space=None, search="random", objective=None, max_trials=10, overwr
     require(search != "bayesian" or _has("sklearn"),
             "--search bayesian needs scikit-learn (pip install scikit-learn); use random, grid or hyperband")
     parsed = parse_space(space)
-    runner = _runner(from_dir, method, base, seed)
+    runner = _runner(from_dir, method, base, seed, next(_corners(parsed)))
     check_names(parsed, runner.searchable, "with " + (f"--method {method}" if method else "training"))
     for values in _corners(parsed):
         runner.check(values)
@@ -71,11 +71,11 @@ def _has(module):
     return importlib.util.find_spec(module) is not None
 
 
-def _runner(from_dir, method, base, seed):
+def _runner(from_dir, method, base, seed, first):
     from kcompress.tune.trials import CompressTrial, TrainTrial
 
     if method:
-        return CompressTrial(from_dir, method, seed, base)
+        return CompressTrial(from_dir, method, seed, base, first)
     return TrainTrial(base, seed)
 
 

@@ -7,8 +7,12 @@ One ``--space`` item names one setting and its candidates:
   log scale; ``momentum=0.5:0.9:0.1`` steps it (ranges of integer settings step by 1);
 - ``hidden=300-100,500-150``: choices of hidden widths joined by ``-`` (``none`` = no layer).
 
+Only numbers make a range: ``task=all:prune-l0:kappa=0.05`` fixes a text setting that holds
+colons (a method setting whose first part is not a number is a text value, not a range).
+
 A YAML file maps setting names to a value, a list (choice) or a range string, e.g.
-``{lr: [1e-4, 1e-3], momentum: "0.5:0.99", loss: mse}``. :func:`parse_space` returns an
+``{lr: [1e-4, 1e-3], momentum: "0.5:0.99", loss: mse}``; a list item is one value even when it
+holds commas (``task: ["dense_1,dense_2:prune-l0:kappa=0.1"]``). :func:`parse_space` returns an
 ordered ``{name: Param}``; :func:`hyperparameters` turns it into Keras Tuner's
 ``HyperParameters``. Values are typed here (int, float, or text) so that trials get the
 same values back; :func:`trial_value` undoes the text form that mixed choices need
@@ -88,11 +92,24 @@ def parse_item(item):
 
 
 def _parse_values(name, text, where):
-    if ":" in text and "," not in text:
+    if _is_range(name, text):
         return _parse_range(name, text, where)
     parts = [p.strip() for p in text.split(",")]
     require(all(parts), f"--space {where!r}: empty value in the list")
-    values = [parse_value(p) for p in parts]
+    return _choices(name, [parse_value(p) for p in parts], where)
+
+
+def _is_range(name, text):
+    """``LOW:HIGH[...]``: always for a numeric training setting (so that ``lr=abc:1`` is reported
+    as a bad range), else only when LOW is a number (``task=all:prune-l0:kappa=0.05`` is text)."""
+    if ":" not in text or "," in text:
+        return False
+    if name in INT_SETTINGS + FLOAT_SETTINGS:
+        return True
+    return not isinstance(parse_value(text.split(":")[0]), str)
+
+
+def _choices(name, values, where):
     require(len(set(map(repr, values))) == len(values), f"--space {where!r}: repeated values")
     _check_numbers(name, values, where)
     return Param(name, choices=tuple(values))
@@ -137,17 +154,20 @@ def _parse_range(name, text, where):
 
 
 def read_space_file(path):
-    """The items of a YAML space file as ``NAME=VALUES`` strings."""
+    """The settings of a YAML space file as :class:`Param` objects (a list item is one value)."""
     conf = read_yaml(path, f"--space {path}")
     require(isinstance(conf, dict) and conf, f"--space {path}: expected a mapping of settings to values")
-    items = []
+    params = []
     for key, value in conf.items():
-        if isinstance(value, (list, tuple)):
-            require(value, f"--space {path}: {key} has an empty list")
-            value = ",".join(str(v) for v in value)
+        name, where = str(key).replace("-", "_"), f"{path}: {key}"
+        require(name.isidentifier(), f"--space {where!r}: {name!r} is not a setting name")
         require(not isinstance(value, dict), f"--space {path}: {key}: give a list or a range string like '0.5:0.99'")
-        items.append(f"{key}={value}")
-    return items
+        if isinstance(value, (list, tuple)):
+            require(value and all(str(v).strip() for v in value), f"--space {path}: {key} has an empty value")
+            params.append(_choices(name, [parse_value(v) for v in value], where))
+        else:
+            params.append(_parse_values(name, str(value).strip(), where))
+    return params
 
 
 def parse_space(items):
@@ -155,9 +175,8 @@ def parse_space(items):
     require(items, "--space is required: e.g. --space lr=1e-3,1e-2 --space momentum=0.5:0.99")
     space = {}
     for item in items:
-        expanded = read_space_file(item) if str(item).endswith((".yaml", ".yml")) and "=" not in str(item) else [item]
-        for text in expanded:
-            param = parse_item(str(text))
+        from_file = str(item).endswith((".yaml", ".yml")) and "=" not in str(item)
+        for param in read_space_file(item) if from_file else [parse_item(str(item))]:
             require(param.name not in space, f"--space: {param.name} is given twice")
             space[param.name] = param
     return space

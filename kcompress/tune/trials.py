@@ -132,10 +132,14 @@ class CompressTrial:
     kind = "compress"
     resumable = False
 
-    def __init__(self, from_dir, method, seed=0, base=None):
+    def __init__(self, from_dir, method, seed=0, base=None, first=None):
+        """``first``: one candidate of each searched setting, so that the fixed settings are checked
+        (exit 2) before the reference loads, also when a required one is searched (``--space task=...``)."""
         self.cls = settings_class(method)
         self.base = dict(base or {})
-        self.cls.from_dict(self.base)  # exit 2 now for bad fixed settings
+        known = set(self.cls.names())  # other names: check_names reports them
+        self.first = {k: v for k, v in (first or {}).items() if k in known}
+        self.settings(self.first)
         self.reference = pipeline.load_reference(from_dir)
         self.seed = seed
         self.budget = self.cls.BUDGET
@@ -159,7 +163,7 @@ class CompressTrial:
     def max_budget(self):
         """The most Hyperband gives a trial of the method's budget setting (epochs, μ steps, ...)."""
         require(self.budget, f"--search hyperband: --method {self.cls.NAME} has no epoch-like budget to scale")
-        return getattr(self.settings({}), self.budget) or 30
+        return getattr(self.settings({k: v for k, v in self.first.items() if k != self.budget}), self.budget) or 30
 
     def run(self, values, folder):
         """Compress into ``folder/model``; the compressed model is scored in memory."""

@@ -81,6 +81,13 @@ def add_gates(model, layer_names, init=GATE_INIT):
     return new, {name: new.get_layer(gate_name(name)) for name in layer_names}
 
 
+def spread_gates(gates, spread):
+    """Add U[−spread, spread] to every gate weight (TensorFlow's seeded generator): with all gates
+    equal, L_pru alone moves them in lockstep and cannot pick n of N."""
+    for gate in gates.values():
+        gate.w.assign_add(tf.random.uniform(tf.shape(gate.w), -float(spread), float(spread)))
+
+
 def harden(gated_model):
     """A copy of ``gated_model`` whose gates are exact masks: open (σ > ½) = 1, closed = 0."""
     def hard(layer, x):
@@ -150,9 +157,12 @@ class GateTrainer(PenalizedModel):
     Network weights follow the compiled optimizer. Gate weights follow ``gate_optimizer``
     (``mode="gradient"``) or a Markov chain (``mode="markov"``): after the network step, all
     gates get w + δ·U[−1, 1] and keep it only if L_tot on the same batch falls.
+    ``pruning_only``: L_tot = μ·λ·L_pru alone; only the gates move (the network weights, batch-norm
+    statistics included, stay as they are) and the task loss is still logged as ``loss``.
     """
 
-    def __init__(self, inner, penalty, mode="gradient", gate_optimizer=None, delta=0.1, **kwargs):
+    def __init__(self, inner, penalty, mode="gradient", gate_optimizer=None, delta=0.1, pruning_only=False,
+                 **kwargs):
         super().__init__(inner, [penalty], **kwargs)
         require(mode in ("gradient", "markov"), f"unknown --pruner-optimizer {mode!r} (one of gradient, markov)")
         require(mode == "markov" or gate_optimizer is not None, "gradient gate training needs a gate optimizer")
@@ -160,6 +170,7 @@ class GateTrainer(PenalizedModel):
         self.mode = mode
         self.gate_optimizer = gate_optimizer
         self.delta = float(delta)
+        self.pruning_only = bool(pruning_only)
         self.accept_trackers = [keras.metrics.Mean(name="markov_accept")] if mode == "markov" else []
 
     @property
@@ -174,8 +185,9 @@ class GateTrainer(PenalizedModel):
 
     def total_loss(self, x, y, sample_weight=None):
         """L_tot on a batch with the current weights (no metric side effects)."""
-        task = self.loss(y, self(x, training=False), sample_weight)
-        return task + self.penalty()
+        if self.pruning_only:
+            return self.penalty()
+        return self.loss(y, self(x, training=False), sample_weight) + self.penalty()
 
     def markov_gate_step(self, x, y, sample_weight=None):
         """One Markov proposal for all gates; returns (L_tot before, L_tot after) — after ≤ before."""
@@ -195,12 +207,13 @@ class GateTrainer(PenalizedModel):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         gates, rest = self._split(self.trainable_variables)
         with tf.GradientTape() as tape:
-            y_pred = self(x, training=True)
+            y_pred = self(x, training=not self.pruning_only)
             task_loss = self.compiled_loss(y, y_pred, sample_weight, regularization_losses=self.losses)
             extra = self.penalty()
-            total = task_loss + extra
-        grads = tape.gradient(total, gates + rest)
-        self.optimizer.apply_gradients(zip(grads[len(gates):], rest))
+            total = extra if self.pruning_only else task_loss + extra
+        grads = tape.gradient(total, gates if self.pruning_only else gates + rest)
+        if not self.pruning_only:
+            self.optimizer.apply_gradients(zip(grads[len(gates):], rest))
         if self.mode == "gradient":
             self.gate_optimizer.apply_gradients(zip(grads[:len(gates)], gates))
         else:

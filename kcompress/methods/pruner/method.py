@@ -1,14 +1,14 @@
 """Method "pruner": pruner masks — differentiable node pruning, then real unit removal.
 
 Gates σ(wᵢ) go after the chosen layers (default: every hidden Dense/Conv2D layer); the
-gated model trains on L_task + μ·λ·(L_sel + L_rej) (see :mod:`kcompress.methods.pruner.gates`) with the
-λ/μ schedule of :mod:`kcompress.methods.pruner.schedule` until every gate is within ε of 0 or 1
-with exactly n open per layer (or ``--max-epochs``). Then the n units with the largest
-gates per layer are kept, the others removed for real (:mod:`kcompress.methods.pruner.units`), and
+gated model trains on L_task + μ·λ·(L_sel + L_rej) (see :mod:`kcompress.methods.pruner.gates`;
+or on the pruning loss alone with ``--pruning-loss-only``), the network learning rate following
+``--gate-lr-schedule``, with the λ/μ schedule of :mod:`kcompress.methods.pruner.schedule` until
+every gate is within ε of 0 or 1 with exactly n open per layer (or ``--max-epochs``). Then the n
+units with the largest gates per layer are kept, the others removed for real (:mod:`kcompress.methods.pruner.units`), and
 the smaller plain model is fine-tuned briefly.
 """
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from kcompress.backend import keras
 from kcompress.errors import require
 from kcompress.methods.base import CompressionResult, finetune_config, target_layers
 from kcompress.methods.pruner import gates as G
-from kcompress.methods.pruner.schedule import LambdaMuSchedule, PrunerCallback
+from kcompress.methods.pruner.schedule import DropOnPruning, LambdaMuSchedule, PrunerCallback
 from kcompress.methods.pruner.units import removal_plan, remove_units
 from kcompress.training.history import merge_histories
 from kcompress.training.loop import fit
@@ -51,20 +51,32 @@ def lambda_mu_schedule(settings):
     """The λ/μ schedule of ``settings``."""
     return LambdaMuSchedule(
         lambda_start=settings.lambda_start, lambda_factor=settings.lambda_factor, lambda_every=settings.lambda_every,
-        lambda_max=settings.lambda_max, mu=settings.mu, on_stall=settings.lambda_on_stall,
-        stall_window=settings.stall_window, stall_threshold=settings.stall_threshold,
+        lambda_max=settings.lambda_max, mu=settings.mu, rule=settings.lambda_rule,
+        stall_window=settings.stall_window, stall_threshold=settings.stall_threshold, slope_scale=settings.slope_scale,
     ).validate()
 
 
+def gate_phase_config(reference, settings):
+    """The gate phase's training config: --max-epochs, no early stopping, and the network learning
+    rate of --gate-lr-schedule (fixed, step and plateau through the shared loop; on-pruning is
+    fixed here and dropped by :class:`DropOnPruning`). Built from the settings, not from the
+    fine-tuning config, so that ``--epochs 0`` (no fine-tuning) is allowed."""
+    schedule = "fixed" if settings.gate_lr_schedule == "on-pruning" else settings.gate_lr_schedule
+    return finetune_config(reference, settings.replace(epochs=settings.max_epochs, patience=0, lr_schedule=schedule))
+
+
 def train_gates(reference, gated, penalty, settings):
-    """Train the gated model until the gates converge or --max-epochs; returns (history, callback)."""
-    cfg = replace(finetune_config(reference, settings), epochs=settings.max_epochs, patience=0, lr_schedule="fixed")
-    trainer = G.GateTrainer(gated, penalty, mode=settings.pruner_optimizer,
-                            gate_optimizer=keras.optimizers.Adam(settings.gate_lr), delta=settings.markov_delta)
+    """Train the gated model until the gates converge or --max-epochs; returns (history, callbacks)."""
+    cfg = gate_phase_config(reference, settings)
+    trainer = G.GateTrainer(gated, penalty, mode=settings.pruner_optimizer, delta=settings.markov_delta,
+                            gate_optimizer=keras.optimizers.Adam(settings.gate_lr),
+                            pruning_only=settings.pruning_loss_only)
     initial = task_loss(reference.model, reference, cfg)
-    callback = PrunerCallback(penalty, lambda_mu_schedule(settings), settings.gate_epsilon, initial)
-    history = fit(trainer, reference.data, cfg, callbacks=[callback])
-    return history, callback
+    callbacks = [PrunerCallback(penalty, lambda_mu_schedule(settings), settings.gate_epsilon, initial)]
+    if settings.gate_lr_schedule == "on-pruning":
+        callbacks.append(DropOnPruning(penalty, settings.lr_drop_share, cfg.gamma))
+    history = fit(trainer, reference.data, cfg, callbacks=callbacks)
+    return history, callbacks
 
 
 def task_loss(model, reference, cfg):
@@ -79,9 +91,10 @@ def run(reference, settings):
     model = reference.model
     targets = gate_targets(model, settings)
     gated, gates = G.add_gates(model, list(targets))
+    G.spread_gates(gates, settings.gate_init_spread)
     penalty = G.PrunerPenalty(gates, targets, rejection=settings.rejection)
     start = time.perf_counter()
-    gate_history, callback = train_gates(reference, gated, penalty, settings)
+    gate_history, (callback, *lr_drop) = train_gates(reference, gated, penalty, settings)
     gate_seconds = time.perf_counter() - start
     epsilon = settings.gate_epsilon
     summary = G.gate_summary(penalty, epsilon)
@@ -105,6 +118,7 @@ def run(reference, settings):
         "lambda_raises": [{"epoch": e, "lambda": lam, "why": why} for e, lam, why in callback.schedule.raises],
         "final_lambda": float(penalty.lam.numpy()),
         "final_mu": float(penalty.mu.numpy()),
+        "lr_dropped_epoch": lr_drop[0].dropped_epoch if lr_drop else None,
         "gate_seconds": gate_seconds,
         "execution": gate_history.execution,
         "finetune_epochs": ft_epochs,
@@ -124,10 +138,10 @@ def plot_gates(history, record, folder):
     λ, μ, open gates, gate motion), and ``gates.png``: the final gate values per layer, sorted."""
     from kcompress.report.plots import plt, save_figure
 
-    labels = {"loss": "L_task", "l_sel": "L_sel", "l_rej": "L_rej", "lam": "λ", "mu": "μ"}
+    labels = {"loss": "L_task", "l_sel": "L_sel", "l_rej": "L_rej", "l_pru": "L_pru", "lam": "λ", "mu": "μ"}
     epochs = np.arange(1, len(history["loss"]) + 1)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    panels = [("losses", ("loss", "l_sel", "l_rej"), True), ("λ and μ", ("lam", "mu"), True),
+    panels = [("losses", ("loss", "l_sel", "l_rej", "l_pru"), True), ("λ and μ", ("lam", "mu"), True),
               ("open gates", tuple(k for k in history if k.startswith("open_") and k != "open_gates"), False),
               ("gate motion (σ variance over window)", ("gate_motion",), True)]
     for ax, (title, keys, log) in zip(axes.flat, panels):

@@ -5,17 +5,26 @@ in the epochs so far it decides the next λ and μ.
 
 - λ starts at ``lambda_start`` and is multiplied by ``lambda_factor`` every ``lambda_every``
   epochs up to ``lambda_max`` (the published schedule: 1 → 10⁷, ×10 every 20 epochs);
-- with ``on_stall``, λ is also raised as soon as the gates stop moving: the mean over gates of
-  the variance of σ(wᵢ) over the last ``stall_window`` epochs falls below ``stall_threshold``
-  while the gates have not converged — the "flat valley" where L_pru's gradient vanishes;
+- ``rule="stall"`` (the default) also raises λ ×``lambda_factor`` as soon as the gates stop moving:
+  the mean over gates of the variance of σ(wᵢ) over the last ``stall_window`` epochs falls below
+  ``stall_threshold`` while the gates have not converged — the "flat valley" where L_pru's
+  gradient vanishes;
+- ``rule="slope"`` instead raises λ at the end of each epoch in inverse proportion to the change
+  of L_pru = L_sel + L_rej since the previous epoch: λ ← λ·min(factor, c/|ΔL_pru|) with
+  c = ``slope_scale``, whenever that multiplier is above 1 (|ΔL_pru| < c). A flat valley gets a
+  steep raise at once, a falling L_pru none; ``rule="schedule"`` keeps the timed raises only.
+  Every raise restarts the ``lambda_every`` count;
 - μ is a fixed coefficient, or ``adaptive``: μ = ⟨L_task⟩ / ⟨L_pru⟩ over the last ``mu_window``
   epochs. The published formula μ = ⟨L_task⟩ / (λ·⟨L_pru⟩) makes μ·λ·L_pru ≈ ⟨L_task⟩ whatever λ is, so
   λ would have no effect; here μ only normalises L_pru to the scale of the task loss and λ
   alone sets the pressure (μ·λ·L_pru ≈ λ·⟨L_task⟩).
 
 :class:`PrunerCallback` sets λ, μ on the penalty at each epoch start and records, at each
-epoch end, L_sel, L_rej, λ, μ, open gates per layer and the gate variance; it stops training
-once every gate is within ε of 0 or 1 with exactly n open per layer.
+epoch end, L_sel, L_rej, L_pru, λ, μ, the network learning rate, open gates per layer and the
+gate variance; it stops training once every gate is within ε of 0 or 1 with exactly n open per
+layer. :class:`DropOnPruning` is the ``on-pruning`` learning-rate rule of the gate phase: the
+network learning rate ×γ once, when a share of the gates due to close have closed — "start
+high, lower it once pruning has started".
 """
 from collections import deque
 from dataclasses import dataclass
@@ -25,6 +34,7 @@ import numpy as np
 from kcompress.backend import keras
 from kcompress.errors import require
 from kcompress.methods.pruner.gates import gate_summary
+from kcompress.methods.pruner.settings import LAMBDA_RULES
 
 
 @dataclass
@@ -35,11 +45,14 @@ class LambdaMuSchedule:
     lambda_max: float = 1e7
     mu: object = "adaptive"  # "adaptive" or a float
     mu_window: int = 10
-    on_stall: bool = True
+    rule: str = "stall"  # one of settings.LAMBDA_RULES
     stall_window: int = 5
     stall_threshold: float = 1e-5
+    slope_scale: float = 1e-3
 
     def validate(self):
+        require(self.rule in LAMBDA_RULES, f"unknown --lambda-rule {self.rule!r} (one of {', '.join(LAMBDA_RULES)})")
+        require(self.slope_scale > 0, f"--slope-scale must be positive, got {self.slope_scale}")
         require(self.lambda_start > 0, f"--lambda-start must be positive, got {self.lambda_start}")
         require(self.lambda_factor >= 1, f"--lambda-factor must be >= 1, got {self.lambda_factor}")
         require(int(self.lambda_every) > 0, f"--lambda-every must be positive, got {self.lambda_every}")
@@ -68,17 +81,29 @@ class LambdaMuSchedule:
 
     def end_epoch(self, epoch, task_loss, pruning_loss, gate_values):
         """Record epoch ``epoch``; returns ``(λ, μ)`` for the next epoch."""
+        change = abs(float(pruning_loss) - self.losses[-1][1])
         self.losses.append((float(task_loss), float(pruning_loss)))
         self.snapshots.append(np.asarray(gate_values, dtype=np.float64))
         self.since_raise += 1
         self.last_motion = self.motion()
-        stalled = self.on_stall and self.last_motion < float(self.stall_threshold)
-        if self.lam < self.lambda_max and (self.since_raise >= int(self.lambda_every) or stalled):
-            self.lam = min(self.lam * float(self.lambda_factor), float(self.lambda_max))
+        factor, why = self.raise_factor(change)
+        if self.lam < self.lambda_max and factor > 1:
+            self.lam = min(self.lam * factor, float(self.lambda_max))
             self.since_raise = 0
             self.snapshots.clear()
-            self.raises.append((epoch + 1, self.lam, "stall" if stalled else "schedule"))
+            self.raises.append((epoch + 1, self.lam, why))
         return self.lam, self.current_mu()
+
+    def raise_factor(self, change):
+        """``(multiplier of λ, why)`` after an epoch in which L_pru changed by ``change``."""
+        factor = float(self.lambda_factor)
+        if self.since_raise >= int(self.lambda_every):
+            return factor, "schedule"
+        if self.rule == "stall" and self.last_motion < float(self.stall_threshold):
+            return factor, "stall"
+        if self.rule == "slope":
+            return min(factor, float(self.slope_scale) / max(change, 1e-30)), "slope"
+        return 1.0, None
 
 
 class PrunerCallback(keras.callbacks.Callback):
@@ -105,7 +130,9 @@ class PrunerCallback(keras.callbacks.Callback):
         summary = gate_summary(self.penalty, self.epsilon)
         values = np.concatenate(list(summary["values"].values()))
         weights = np.concatenate([g.w.numpy() for g in self.penalty.gates.values()])
-        logs.update(l_sel=l_sel, l_rej=l_rej, lam=float(self.penalty.lam.numpy()), mu=float(self.penalty.mu.numpy()),
+        lr = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+        logs.update(l_sel=l_sel, l_rej=l_rej, l_pru=l_sel + l_rej, lam=float(self.penalty.lam.numpy()),
+                    mu=float(self.penalty.mu.numpy()), lr=lr,
                     open_gates=float(sum(summary["open"].values())), gate_weight_var=float(np.var(weights)),
                     **{f"open_{name}": float(k) for name, k in summary["open"].items()})
         self._assign(*self.schedule.end_epoch(epoch, logs.get("loss", np.nan), l_sel + l_rej, values))
@@ -113,3 +140,31 @@ class PrunerCallback(keras.callbacks.Callback):
         if summary["converged"]:
             self.converged_epoch = epoch + 1
             self.model.stop_training = True
+
+
+def closed_share(open_counts, sizes, targets):
+    """Share of the gates due to close (Σ N − n over layers) that are closed now; 1 if none is due."""
+    due = sum(sizes[name] - targets[name] for name in targets)
+    closed = sum(sizes[name] - open_counts[name] for name in targets)
+    return 1.0 if due == 0 else closed / due
+
+
+class DropOnPruning(keras.callbacks.Callback):
+    """The ``on-pruning`` learning-rate rule: at the end of the first epoch in which at least
+    ``share`` of the gates due to close are closed (σ < ½), the network optimizer's learning rate
+    is multiplied by ``gamma`` (once); ``dropped_epoch`` says when (1-based, None if never)."""
+
+    def __init__(self, penalty, share, gamma):
+        super().__init__()
+        self.penalty, self.share, self.gamma = penalty, float(share), float(gamma)
+        self.sizes = {name: int(g.w.shape[0]) for name, g in penalty.gates.items()}
+        self.dropped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.dropped_epoch is not None:
+            return
+        opened = {name: int((g.values().numpy() > 0.5).sum()) for name, g in self.penalty.gates.items()}
+        if closed_share(opened, self.sizes, self.penalty.targets) >= self.share:
+            lr = self.model.optimizer.learning_rate
+            keras.backend.set_value(lr, keras.backend.get_value(lr) * self.gamma)
+            self.dropped_epoch = epoch + 1

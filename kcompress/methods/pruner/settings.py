@@ -1,7 +1,8 @@
 """Settings of ``--method pruner`` (pruner masks): which units to keep, the losses, the λ/μ
 schedule and how the gates learn. The fine-tuning fields (``--epochs``, ``--lr``, ...) set the
-gate phase's network optimizer (the learning rate; the gate phase runs at a fixed rate) and the
-fine-tuning after the units are removed (``--epochs``)."""
+gate phase's network optimizer (its learning rate follows ``--gate-lr-schedule``) and the
+fine-tuning after the units are removed (``--epochs``, ``--lr-schedule``); ``--gamma`` and
+``--step-size`` serve both schedules."""
 from dataclasses import dataclass
 
 from kcompress.core.settings import option, positive
@@ -9,6 +10,8 @@ from kcompress.errors import require
 from kcompress.methods.base import FinetuneSettings
 
 REJECTIONS = ("sum", "product")
+LAMBDA_RULES = ("schedule", "stall", "slope")
+GATE_LR_SCHEDULES = ("fixed", "step", "plateau", "on-pruning")
 
 
 def parse_keep_units(text):
@@ -54,16 +57,30 @@ class PrunerSettings(FinetuneSettings):
     lambda_max: float = option(1e7, "largest λ", sweep=True)
     mu: object = option("adaptive", "'adaptive' (μ = ⟨L_task⟩/⟨L_pru⟩ over the last 10 epochs) or a fixed coefficient",
                         parse=parse_mu, sweep=True)
-    lambda_on_stall: bool = option(True, "also raise λ when the gates stop moving (σ variance over the stall window "
-                                         "below the stall threshold)", sweep=True)
+    lambda_rule: str = option("stall", "when λ rises besides every --lambda-every epochs: schedule (never); stall "
+                                       "(×factor when the gates stop moving: σ variance over the stall window below "
+                                       "the stall threshold); slope (each epoch λ ← λ·min(factor, c/|ΔL_pru|), "
+                                       "c = --slope-scale, when that is above 1)", choices=LAMBDA_RULES, sweep=True)
     stall_window: int = option(5, "epochs over which gate motion is measured")
     stall_threshold: float = option(1e-5, "gate motion (σ variance) below which the gates count as stalled")
+    slope_scale: float = option(1e-3, "c of the slope rule: a change of L_pru (L_sel + L_rej, summed over layers) "
+                                      "per epoch below c raises λ", sweep=True)
     gate_lr: float = option(0.01, "Adam learning rate of the gate weights", sweep=True)
     pruner_optimizer: str = option("gradient", "how gates learn: gradient (Adam at --gate-lr) or markov "
                                                "(w ← w + δ·U[−1,1], kept if L_tot falls); network weights always by "
                                                "gradient (--optimizer)", choices=("gradient", "markov"), sweep=True)
     markov_delta: float = option(0.1, "δ of the Markov proposals", sweep=True)
     gate_epsilon: float = option(0.01, "gates are decided when within ε of 0 or 1")
+    gate_init_spread: float = option(0.0, "initial gate weights uniform in 4 ± spread (0: all equal; gates then "
+                                          "differ only through the task loss)", sweep=True)
+    gate_lr_schedule: str = option("fixed", "network learning rate during the gate training: fixed, step, plateau "
+                                            "(as --lr-schedule), or on-pruning (×gamma once, when --lr-drop-share of "
+                                            "the gates due to close have closed)", choices=GATE_LR_SCHEDULES,
+                                   sweep=True)
+    lr_drop_share: float = option(0.5, "on-pruning: share of the gates due to close (Σ N − n) that must be closed "
+                                       "(σ < ½) before the learning rate drops", sweep=True)
+    pruning_loss_only: bool = option(False, "train the gates on L_sel + L_rej alone (no task loss; the network "
+                                            "weights stay as they are): the L_pru curve on its own")
     max_epochs: int = option(160, "epoch limit of the gate training", sweep=True)
     epochs: int = option(10, "fine-tuning epochs after the units are removed (0: none)", sweep=True)
     lr: float = option(0.01, "learning rate of the network weights (gate phase and fine-tuning)", sweep=True)
@@ -77,6 +94,9 @@ class PrunerSettings(FinetuneSettings):
                             ("--lambda-every", self.lambda_every), ("--stall-window", self.stall_window)):
             positive(value, flag)
         require(0 < self.gate_epsilon < 0.5, f"--gate-epsilon must be in (0, 0.5), got {self.gate_epsilon}")
+        require(0 < self.lr_drop_share <= 1, f"--lr-drop-share must be in (0, 1], got {self.lr_drop_share}")
+        positive(self.slope_scale, "--slope-scale")
+        positive(self.gate_init_spread, "--gate-init-spread", allow_zero=True)
         require(self.lambda_factor >= 1, f"--lambda-factor must be >= 1, got {self.lambda_factor}")
         require(self.lambda_max >= self.lambda_start, f"--lambda-max must be >= --lambda-start, got {self.lambda_max}")
         require(self.mu == "adaptive" or self.mu > 0, f"--mu must be 'adaptive' or positive, got {self.mu}")

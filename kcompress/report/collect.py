@@ -8,6 +8,7 @@ that is only a ``parent`` is described from its children's records (``reference_
 ``reference_params``, ``reference_tflite_gzip_bytes``).
 """
 import json
+import re
 from pathlib import Path
 
 from kcompress.core.modeldir import RUN_FILE
@@ -24,11 +25,18 @@ def model_dirs(paths):
         if (path / RUN_FILE).is_file():
             dirs = [path]
         else:
-            dirs = sorted(p.parent for p in path.glob(f"trial_*/model/{RUN_FILE}"))
-            dirs = dirs or sorted(p.parent for p in path.glob(f"*/{RUN_FILE}") if not p.parent.name.startswith("."))
+            dirs = sorted((p.parent for p in path.glob(f"trial_*/model/{RUN_FILE}")), key=_natural)
+            dirs = dirs or sorted((p.parent for p in path.glob(f"*/{RUN_FILE}") if not p.parent.name.startswith(".")),
+                                  key=_natural)
         require(dirs, f"report: {path} holds no model directory ({RUN_FILE}, */{RUN_FILE} or trial_*/model/{RUN_FILE})")
         found += [d for d in dirs if d not in found]
     return found
+
+
+def _natural(path):
+    """Sort key putting ``clusters4`` before ``clusters16`` (numbers in names compared as numbers)."""
+    return [(0, float(t), "") if re.fullmatch(r"\d+(\.\d+)?", t) else (1, 0.0, t)
+            for t in re.split(r"(\d+(?:\.\d+)?)", str(path)) if t]
 
 
 def read_record(folder):
@@ -105,10 +113,11 @@ def _reference(record):
     if not ref_metrics:
         return None
     name, train_key, test_key = metric_keys(ref_metrics)
-    return {"model": record.get("parent"), "method": "reference", "series": "reference", "setting": "reference",
+    return {"model": record.get("parent"), "method": "reference", "series": "reference",
+            "setting": Path(record.get("parent") or "reference").name,
             "data": (record.get("data_spec") or {}).get("data"), "metric": name,
             "train": ref_metrics.get(train_key), "test": ref_metrics.get(test_key),
-            "params": total.get("reference_params"), "bits_ratio": 1.0,
+            "params": total.get("reference_params"), "nonzeros": total.get("reference_nonzeros"), "bits_ratio": 1.0,
             "tflite_gzip_bytes": total.get("reference_tflite_gzip_bytes")}
 
 

@@ -30,12 +30,15 @@ def error_vs(lines, references, x_key, path, metric="error %", title=None):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     drawn = [(name, sorted((r for r in rows if _finite(r.get(x_key))), key=lambda r: r[x_key]))
              for name, rows in lines.items()]
+    drawn = [(name, rows) for name, rows in drawn if rows]
     annotate = sum(len(rows) for _, rows in drawn) <= ANNOTATE_AT_MOST
     for i, (name, rows) in enumerate(drawn):
         x = [r[x_key] for r in rows]
-        ax.plot(x, [r["test"] for r in rows], "o-", color=f"C{i}", label=f"{name} (test)")
+        joined = len(set(x)) == len(x)  # several models at one x (K=4 at two sparsities): points, no zigzag
+        ax.plot(x, [r["test"] for r in rows], "o-" if joined else "o", color=f"C{i}", label=f"{name} (test)")
         if any(_finite(r.get("train")) for r in rows):
-            ax.plot(x, [r["train"] for r in rows], "o:", color=f"C{i}", mfc="none", label=f"{name} (train)")
+            ax.plot(x, [r["train"] for r in rows], "o:" if joined else "o", color=f"C{i}", mfc="none",
+                    label=f"{name} (train)")
         for r in rows if annotate else ():
             ax.annotate(str(r["setting"]), (r[x_key], r["test"]), textcoords="offset points", xytext=(4, 4),
                         fontsize=7)

@@ -60,7 +60,7 @@ def write_sweep(records, folder):
     ref = rows[0]["reference"]
     train_key, test_key = ("train_max_error", "max_error") if rows[0]["metric"] == "ε" else ("train_error", "test_error")
     columns = [("setting",), *axes, ("train", train_key, "{:.3f}"), ("test", test_key, "{:.3f}"), *SIZE_COLUMNS]
-    print("\n" + write_table(folder / "sweep", [ref, *rows] if ref else rows, columns))
+    print("\n" + write_table(folder / "sweep", [{**ref, "setting": "reference"}, *rows] if ref else rows, columns))
     if len(axes) >= 2:
         print(write_grid(rows, axes, folder / "sweep_grid", test_key))
         lines = {f"{axes[-1]}={v}": [r for r in rows if r[axes[-1]] == v] for v in _ordered(rows, axes[-1])}

@@ -56,7 +56,9 @@ class LCSettings(MethodSettings):
         super().check()
         require(self.task or self.tasks_file,
                 "--method lc needs --task (e.g. --task all:prune-l0:kappa=0.05) or --tasks-file")
-        self.sweep_axes({"sweep": self.sweep})
+        several = [name for name, items in self.sweep_axes({"sweep": self.sweep}).items() if len(items) > 1]
+        require(not several, f"--sweep {', '.join(several)}: several values make a sweep, which only "
+                             "`compress` runs (one model per value)")
         self.task_specs()
         self.schedule()
 

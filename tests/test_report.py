@@ -114,3 +114,17 @@ def test_repeated_task_and_sweep_flags_keep_every_value():
     runs = expand(LCSettings, v)
     assert [label for label, _ in runs] == ["k2-mu_steps1", "k2-mu_steps2", "k4-mu_steps1", "k4-mu_steps2"]
     assert runs[-1][1].task == ("dense_1:quant:k=4", "dense_2:quant:k=4") and runs[-1][1].mu_steps == 2
+
+
+def test_model_dirs_walks_sweep_and_tuning_folders_once(tmp_path):
+    """A tuning folder's trials are found and its ``best/`` copy is not counted again; a sweep's
+    settings come in their numeric order, its staging leftovers are skipped."""
+    from kcompress.report.collect import model_dirs
+
+    for sub in ("tune/trial_10/model", "tune/trial_9/model", "tune/best", "sweep/clusters16", "sweep/clusters4",
+                "sweep/.sweep.partial-x/clusters4", "ref"):
+        (tmp_path / sub).mkdir(parents=True)
+        (tmp_path / sub / "run.json").write_text('{"settings": {}, "metrics": {}}')
+    found = model_dirs([tmp_path / "ref", tmp_path / "sweep", tmp_path / "tune", tmp_path / "ref"])
+    assert [str(p.relative_to(tmp_path)) for p in found] == [
+        "ref", "sweep/clusters4", "sweep/clusters16", "tune/trial_9/model", "tune/trial_10/model"]

@@ -43,9 +43,9 @@ def error_vs(lines, references, x_key, path, metric="error %", title=None):
             ax.annotate(str(r["setting"]), (r[x_key], r["test"]), textcoords="offset points", xytext=(4, 4),
                         fontsize=7)
     for ref in references:
-        ax.axhline(ref["test"], color="k", ls="--", lw=1, label=f"reference (test) {ref['test']:.3g}")
+        ax.axhline(ref["test"], color="k", ls="--", lw=1, label=f"reference (test) {ref['test']:.4g}")
         if _finite(ref.get("train")):
-            ax.axhline(ref["train"], color="grey", ls=":", lw=1, label=f"reference (train) {ref['train']:.3g}")
+            ax.axhline(ref["train"], color="grey", ls=":", lw=1, label=f"reference (train) {ref['train']:.4g}")
     _log_axis(ax, x_key)
     ax.set_ylabel(metric if metric != "ε" else "ε = max |error| (positions)")
     ax.grid(alpha=0.3, which="both")

@@ -45,8 +45,9 @@ def write_report(paths, folder):
 
 
 def slug(text):
-    """A file-name-safe form of a dataset name (``keys:uniform:600`` -> ``keys-uniform-600``)."""
-    return re.sub(r"[^A-Za-z0-9.]+", "-", str(text)).strip("-") or "data"
+    """A file-name-safe form of a dataset name: ``keys:uniform:600`` -> ``keys-uniform-600``,
+    ``data/tab.npz`` -> ``data-tab-npz``."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-") or "data"
 
 
 def write_sweep(records, folder):

@@ -59,7 +59,8 @@ def write_sweep(records, folder):
     for r, p in zip(rows, points):
         r.update(p)
     ref = rows[0]["reference"]
-    train_key, test_key = ("train_max_error", "max_error") if rows[0]["metric"] == "ε" else ("train_error", "test_error")
+    regression = rows[0]["metric"] == "ε"
+    train_key, test_key = ("train_max_error", "max_error") if regression else ("train_error", "test_error")
     columns = [("setting",), *axes, ("train", train_key, "{:.3f}"), ("test", test_key, "{:.3f}"), *SIZE_COLUMNS]
     print("\n" + write_table(folder / "sweep", [{**ref, "setting": "reference"}, *rows] if ref else rows, columns))
     if len(axes) >= 2:

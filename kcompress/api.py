@@ -2,12 +2,13 @@
 
 This module only composes: settings objects are built from keyword arguments (the same names as
 the command-line flags) and handed to :mod:`kcompress.pipeline` (train, compress),
-:mod:`kcompress.export.check`, :mod:`kcompress.tune.search` and :mod:`kcompress.demo`.
+:mod:`kcompress.export.check`, :mod:`kcompress.report.summary`, :mod:`kcompress.tune.search` and :mod:`kcompress.demo`.
 
     import kcompress
     kcompress.train("models/ref", model="lenet300", epochs=30)
     kcompress.compress("models/ref", "prune", "models/p95", sparsity=0.95)
     kcompress.export("models/p95", "exported/p95")
+    kcompress.api.report(["models/ref", "models/p95"], "reports/p95")  # (kcompress.report is the package)
 """
 from kcompress.core.modelspec import ModelSettings
 from kcompress.training.config import TrainConfig
@@ -63,6 +64,17 @@ def export(from_dir, out, overwrite=False, **options):
     from kcompress.export.check import export_and_check
 
     return export_and_check(from_dir, out, overwrite=overwrite, **options)
+
+
+def report(paths, out, overwrite=False):
+    """One table and the error-vs-size figures over the model directories in ``paths`` (model,
+    sweep or tuning folders) into the folder ``out``; see :mod:`kcompress.report.summary`.
+    Returns the table's rows."""
+    from kcompress.core.modeldir import staged_dir
+    from kcompress.report.summary import write_report
+
+    with staged_dir(out, overwrite) as tmp:
+        return write_report(paths, tmp)
 
 
 def tune(out, **settings):

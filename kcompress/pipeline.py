@@ -32,7 +32,7 @@ from kcompress.errors import require
 from kcompress.methods import get_method
 from kcompress.methods.base import Reference
 from kcompress.report import plots
-from kcompress.report.tables import write_table
+from kcompress.report.summary import write_sweep
 from kcompress.training.config import TrainConfig
 from kcompress.training.loop import fit
 
@@ -138,7 +138,7 @@ def compress(from_dir, runs, out, overwrite=False, seed=0):
         for label, settings in runs:
             (tmp / label).mkdir()
             records.append(compress_one(ref, settings, tmp / label, seed, label=label)[0])
-        write_sweep(records, ref, tmp)
+        write_sweep(records, tmp)
         return records
 
 
@@ -174,15 +174,3 @@ def summary_line(record, task):
     return (f"{name} {m[key]:.2f}{unit} (reference {ref.get(key, float('nan')):.2f}{unit}) · "
             f"{t['bits_ratio']:.1f}x fewer bits · TFLite gzip {t['tflite_gzip_bytes'] / 1024:.1f} KiB "
             f"(reference {t['reference_tflite_gzip_bytes'] / 1024:.1f} KiB)")
-
-
-def write_sweep(records, ref, folder):
-    """``sweep.md``, ``sweep.csv`` and ``sweep.png`` over the runs of a sweep."""
-    key = primary_metric(ref.data.task)
-    ref_error = (ref.run.get("metrics") or {}).get(key, float("nan"))
-    rows = [{"setting": "reference", key: ref_error, "bits_ratio": 1.0}]
-    rows += [{"setting": r["label"], key: r["metrics"][key], "bits_ratio": r["compression"]["total"]["bits_ratio"],
-              "tflite_gzip_bytes": r["compression"]["total"]["tflite_gzip_bytes"]} for r in records]
-    columns = [("setting",), (key, key, "{:.3f}"), ("bits_ratio", "bits_ratio", "{:.2f}"), ("tflite_gzip_bytes",)]
-    print("\n" + write_table(folder / "sweep", rows, columns))
-    plots.error_vs_ratio([(r["bits_ratio"], r[key], r["setting"]) for r in rows[1:]], ref_error, folder / "sweep.png", key)

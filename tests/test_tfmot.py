@@ -170,7 +170,8 @@ def test_prune_sweep_saves_plain_models_with_exact_sparsity_and_a_table(referenc
         assert r["method"]["stripped_vs_wrapped_max_abs_diff"] < 1e-5
         assert r["method"]["layers"]["wrapped"] == list(KERNELS)
     csv = (out / "sweep.csv").read_text().splitlines()
-    assert csv[0] == "setting,test_error,bits_ratio,tflite_gzip_bytes" and len(csv) == 5
+    assert csv[0] == ("setting,sparsity,train_error,test_error,params,nonzeros,distinct,codebook,bits_ratio,"
+                      "tflite_gzip_bytes") and len(csv) == 5
     assert (out / "sweep.png").is_file() and (out / "sweep.md").is_file()
     ratios = [r["compression"]["total"]["bits_ratio"] for r in records]
     assert ratios == sorted(ratios) and ratios[0] == pytest.approx(1.0)

@@ -34,7 +34,7 @@ def add_option(group, field, default_note=None):
     if kind is bool:
         group.add_argument(flag_name(field.name), action=argparse.BooleanOptionalAction, **kwargs)
         return
-    if kind is tuple and not meta.get("parse"):
+    if kind is tuple and (meta.get("repeat") or not meta.get("parse")):
         kwargs["action"] = "append"
     choices = meta.get("choices")
     metavar = meta.get("metavar") or ("{" + ",".join(choices) + "}" if choices else None)

@@ -54,7 +54,7 @@ def dispatch(command, v):
     ``--out`` takes its lock first, so that a second writer exits at once, before TensorFlow loads."""
     from kcompress.core.modeldir import out_lock
 
-    writes = command in ("train", "compress", "export") and v.get("out") and v.get("strategy") != "multiworker"
+    writes = command in ("train", "compress", "export", "report") and v.get("out") and v.get("strategy") != "multiworker"
     with out_lock(v["out"]) if writes else contextlib.nullcontext():
         _call(command, v)
 
@@ -77,6 +77,9 @@ def _call(command, v):
     elif command == "export":
         _required(v, "from_dir", "out")
         api.export(v.pop("from_dir"), v.pop("out"), seed=seed, **v)
+    elif command == "report":
+        _required(v, "out")
+        api.report(v["dirs"], v["out"], overwrite=v.get("overwrite", False))
     elif command == "tune":
         _required(v, "out")
         api.tune(v.pop("out"), seed=seed, **v)

@@ -19,6 +19,7 @@ EXAMPLES = """examples:
   kcompress train    --model lenet300 --data mnist-sample --epochs 30 --out models/ref
   kcompress compress --from models/ref --method prune --sparsity 0.95 --out models/p95
   kcompress export   --from models/p95 --formats tflite,onnx --out exported/p95
+  kcompress report   models/ref models/prune-sweep models/lc-sweep --out reports/mnist
   kcompress demo     # the whole path on the bundled MNIST sample
 Each subcommand has --help with its defaults (compress --method NAME --help: that method's).
 Exit codes: 0 ok, 2 bad input, 1 failure."""
@@ -146,6 +147,13 @@ def _tune_parser(sub, method):
     _common(p)
 
 
+def _report_parser(sub):
+    p = sub.add_parser("report", help="one table and error-vs-size figures over model, sweep and tuning folders")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="model directories, sweep folders or tuning folders")
+    _out(p, "folder for report.md, report.csv and the figures")
+    _common(p)
+
+
 def _demo_parser(sub):
     p = sub.add_parser("demo", help="train, compress and export LeNet-300-100 on the bundled MNIST sample")
     p.add_argument("--out", default=argparse.SUPPRESS, help="folder for the demo's model directories "
@@ -161,7 +169,7 @@ def build_parser(method=None):
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     method = method if method in REGISTRY else None
-    for make in (_train_parser, _evaluate_parser, _export_parser, _demo_parser):
+    for make in (_train_parser, _evaluate_parser, _export_parser, _report_parser, _demo_parser):
         make(sub)
     _compress_parser(sub, method)
     _tune_parser(sub, method)

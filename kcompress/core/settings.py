@@ -16,11 +16,12 @@ import typing
 from kcompress.errors import UsageError, require
 
 
-def option(default, help, *, choices=None, sweep=False, cli=True, metavar=None, parse=None):
+def option(default, help, *, choices=None, sweep=False, cli=True, metavar=None, parse=None, repeat=False):
     """A settings field: ``default``, ``help`` for ``--help``, ``choices`` (a tuple), ``sweep``
     (a sweep or a search may give it several values), ``cli`` (False: not a command-line flag),
-    ``parse`` (a function from the command-line text to the value, for non-scalar fields)."""
-    meta = dict(help=help, choices=choices, sweep=sweep, cli=cli, metavar=metavar, parse=parse)
+    ``parse`` (a function from the command-line text to the value, for non-scalar fields),
+    ``repeat`` (a tuple field whose flag may be given several times, each adding one item)."""
+    meta = dict(help=help, choices=choices, sweep=sweep, cli=cli, metavar=metavar, parse=parse, repeat=repeat)
     if isinstance(default, (list, dict, set)):
         raise TypeError("option defaults must be immutable (use a tuple)")
     return dataclasses.field(default=default, metadata=meta)
@@ -121,6 +122,17 @@ class Settings:
     def check(self):
         """Subclasses: validate the values together (UsageError naming the flag)."""
 
+    @classmethod
+    def sweep_axes(cls, values):
+        """Subclasses: ``{name: [values]}`` of sweep axes that are not plain fields (LC's
+        ``--sweep kappa=0.01,0.02``); :func:`expand` adds them to the fields' axes."""
+        return {}
+
+    @classmethod
+    def at_point(cls, values, point):
+        """The settings values of one sweep combination ``point`` (``{axis: value}``)."""
+        return {**values, **point}
+
 
 def _plain(value):
     return list(value) if isinstance(value, tuple) else value
@@ -153,7 +165,8 @@ def float_list(flag):
 
 def expand(cls, values):
     """``[(label, settings)]``: one entry per combination of the sweepable fields given as lists
-    (or comma strings) in ``values``; a single run has the label ``""``. Every combination is
+    (or comma strings) in ``values``, and of the settings class's own axes
+    (:meth:`Settings.sweep_axes`); a single run has the label ``""``. Every combination is
     validated before the first one runs."""
     import itertools
 
@@ -168,11 +181,13 @@ def expand(cls, values):
     for name, value in fixed.items():
         require(name in cls.sweepable() or not (isinstance(value, str) and "," in value and _scalar(cls, name)),
                 f"{flag_name(name)} {value!r}: a list is only allowed for {', '.join(cls.sweepable()) or 'no setting'}")
+    axes.update(cls.sweep_axes(fixed))
     combos = itertools.product(*axes.values()) if axes else [()]
     runs = []
     for combo in combos:
-        label = "-".join(f"{k}{v}" for k, v in zip(axes, combo))
-        runs.append((label, cls.from_dict({**fixed, **dict(zip(axes, combo))})))
+        point = dict(zip(axes, combo))
+        label = "-".join(f"{k}{v}" for k, v in point.items() if len(axes[k]) > 1)
+        runs.append((label, cls.from_dict(cls.at_point(fixed, point))))
     return runs
 
 

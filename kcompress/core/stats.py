@@ -101,6 +101,7 @@ def compression_stats(model, reference):
         "total": {
             **total,
             "reference_params": ref_total["params"],
+            "reference_nonzeros": ref_total["nonzeros"],
             "reference_bits": ref_total["bits"],
             "bits_ratio": ref_total["bits"] / total["bits"] if total["bits"] else float("inf"),
             "params_ratio": ref_total["params"] / total["params"] if total["params"] else float("inf"),

@@ -2,12 +2,8 @@
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
-
-METRIC_LABELS = {"test_error": "test error (%)", "max_error": "ε = max |error| (positions)"}
 
 
 def save_figure(fig, path):
@@ -62,24 +58,3 @@ def confusion_matrix(y_true, y_pred, num_classes, path, title="confusion matrix 
     ax.set_title(title)
     save_figure(fig, path)
     return cm
-
-
-def error_vs_ratio(points, reference_error, path, metric_label, title="error vs compression ratio"):
-    """One point per compressed model: ``(ratio, error, label)``; the reference as a line."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ratios = [p[0] for p in points]
-    errors = [p[1] for p in points]
-    ax.plot(ratios, errors, "o-", label="compressed")
-    for r, e, text in points:
-        ax.annotate(str(text), (r, e), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.axhline(reference_error, color="k", ls="--", lw=1, label="reference")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g×"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("compression ratio (reference bits / compressed bits)")
-    ax.set_ylabel(METRIC_LABELS.get(metric_label, metric_label))
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    ax.set_title(title)
-    save_figure(fig, path)

@@ -2,7 +2,8 @@
 
     kcompress compress --from models/ref --method lc --out models/lc-p5 \\
         --task "all:prune-l0:kappa=0.05" [--task "dense_3:quant:k=2"] [--tasks-file tasks.yaml] \\
-        [--mu0 9e-5 --mu-factor 1.1 --mu-steps 40 | --mu-list 1e-4,1e-3] [--l-epochs 4] [--lr-decay 0.99]
+        [--mu0 9e-5 --mu-factor 1.1 --mu-steps 40 | --mu-list 1e-4,1e-3] [--l-epochs 4] [--lr-decay 0.99] \\
+        [--sweep kappa=0.01,0.02,0.05 [--sweep mu_steps=20,40]]
 
 ``--lr``, ``--optimizer``, ``--momentum``, ``--batch-size`` set the L-steps' training (unset: the
 reference's, SGD with Nesterov momentum); ``--layers`` says which layers ``all``/``each`` in a
@@ -35,7 +36,7 @@ class LCSettings(MethodSettings):
     task: tuple = option((), "repeatable; LAYERS:COMPRESSION with LAYERS = all | each | name[,name...] and "
                              "COMPRESSION = NAME[:key=value,...] or a sum A+B; e.g. all:prune-l0:kappa=0.05, "
                              "each:quant:k=2, dense_2:lowrank:rank=10, all:quant:k=2+prune-l0:kappa=0.01",
-                         parse=_texts, metavar="LAYERS:COMPRESSION")
+                         parse=_texts, metavar="LAYERS:COMPRESSION", repeat=True)
     tasks_file: str = option(None, "YAML list of tasks (strings or layers/compression mappings)", metavar="FILE.yaml")
     mu0: float = option(9e-5, "first μ of the schedule μ0·factor^k", sweep=True)
     mu_factor: float = option(1.1, "factor between consecutive μ", sweep=True)
@@ -46,13 +47,51 @@ class LCSettings(MethodSettings):
     lr_decay: float = option(0.99, "L-step learning rate = lr·decay^step", sweep=True)
     multipliers: bool = option(True, "Lagrange multipliers λ (--no-multipliers: the quadratic-penalty method)",
                                sweep=True)
+    sweep: tuple = option((), "repeatable; NAME=V1,V2,...: one model per value of a task parameter (kappa, k, "
+                              "rank, alpha, ...: replaced in every --task that sets it) or of an LC setting "
+                              "(mu_steps, l_epochs, ...); several --sweep flags sweep every combination",
+                          parse=_texts, metavar="NAME=V1,V2", repeat=True)
 
     def check(self):
         super().check()
         require(self.task or self.tasks_file,
                 "--method lc needs --task (e.g. --task all:prune-l0:kappa=0.05) or --tasks-file")
+        several = [name for name, items in self.sweep_axes({"sweep": self.sweep}).items() if len(items) > 1]
+        require(not several, f"--sweep {', '.join(several)}: several values make a sweep, which only "
+                             "`compress` runs (one model per value)")
         self.task_specs()
         self.schedule()
+
+    @classmethod
+    def sweep_axes(cls, values):
+        """``{name: [value, ...]}`` of the ``--sweep NAME=V1,V2`` entries in ``values``."""
+        axes = {}
+        for entry in _texts(values.get("sweep") or ()):
+            name, eq, items = str(entry).partition("=")
+            name = name.strip().replace("-", "_")
+            require(eq and name and split_list(items), f"--sweep {entry!r}: expected NAME=V1,V2,... "
+                                                       "(e.g. kappa=0.01,0.02)")
+            require(name not in axes, f"--sweep {name}: given twice")
+            require(name in cls.sweepable() or name not in cls.names(),
+                    f"--sweep {name}: not a setting a sweep may vary (those: {', '.join(cls.sweepable())})")
+            axes[name] = split_list(items)
+        return axes
+
+    @classmethod
+    def at_point(cls, values, point):
+        """The values of one combination: a setting takes its value, a task parameter is
+        replaced in every ``--task`` that sets it, and ``sweep`` keeps ``NAME=value`` of each
+        ``--sweep`` axis, so that ``run.json`` says which point of the sweep the model is."""
+        from kcompress.methods.lc.tasks import with_param
+
+        swept = cls.sweep_axes(values)
+        out = {**values, "sweep": tuple(f"{k}={v}" for k, v in point.items() if k in swept)}
+        for name, value in point.items():
+            if name in cls.names():
+                out[name] = value
+            else:
+                out["task"] = with_param(_texts(out.get("task") or ()), name, value)
+        return out
 
     def task_specs(self):
         """The parsed tasks of ``--task`` and ``--tasks-file`` (exit 2 naming a bad one)."""

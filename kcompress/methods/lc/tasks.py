@@ -77,6 +77,17 @@ def parse_task(text):
     return spec
 
 
+def with_param(texts, name, value):
+    """Task strings ``texts`` with parameter ``name`` set to ``value`` wherever they set it
+    (``kappa``, ``k``, ...); exit 2 if none does, as the sweep would then change nothing."""
+    pattern = re.compile(rf"(?<=[:,])\s*{re.escape(name)}\s*=[^,+]*")
+    out = tuple(pattern.sub(f"{name}={value}", str(t)) for t in texts)
+    require(any(pattern.search(str(t)) for t in texts),
+            f"--sweep {name}: no --task sets {name} (tasks: {'; '.join(map(str, texts)) or 'none'}); "
+            "a swept task parameter must appear in a --task string")
+    return out
+
+
 def _from_mapping(item, where):
     require(set(item) <= {"layers", "compression"} and "compression" in item,
             f"{where}: a task mapping needs 'compression' (and 'layers'), got keys {sorted(item)}")

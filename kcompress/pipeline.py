@@ -29,6 +29,7 @@ from kcompress.core.objectives import evaluate_model, predict, primary_metric
 from kcompress.core.stats import compression_stats, format_stats
 from kcompress.core.zoo import build_model
 from kcompress.errors import require
+from kcompress.export.convert import tflite_size
 from kcompress.methods import get_method
 from kcompress.methods.base import Reference
 from kcompress.report import plots
@@ -103,7 +104,7 @@ def train_model(setup, cfg, seed, data, folder, backup_dir=None, scope=None, ini
     record = run_record("train", {**setup.to_dict(), "val_split": setup.split, **cfg.to_dict()}, seed=seed,
                         data_spec={"data": setup.data, "val_split": setup.split, "seed": seed},
                         dataset=data.describe(), parent=None, history=history, train_seconds=history.seconds,
-                        execution=history.execution)
+                        execution=history.execution, tflite=tflite_size(net))
     return net, finish(net, data, record, folder, title=f"{setup.model} on {setup.data}")
 
 
@@ -145,8 +146,6 @@ def compress(from_dir, runs, out, overwrite=False, seed=0):
 def compress_one(ref, settings, folder, seed=0, label=""):
     """Run one method setting on a copy of the reference; measure, save and plot it into
     ``folder``. Returns ``(record, compressed model)``."""
-    from kcompress.export.convert import tflite_size
-
     set_seed(seed)
     start = time.perf_counter()
     result = get_method(settings.NAME).run(replace(ref, model=clone(ref.model)), settings)

@@ -14,7 +14,8 @@ keeps the default schedule (58 α values) practical without early stopping, whic
 found cut training short (``--patience`` turns classic early stopping on if wanted). The
 optimizer defaults to Adam at 1e-3 (SGD with momentum at the reference's 0.05 diverged right
 after α resets). At α = 0 the originals are removed and the last step trains the plain branch
-model that is saved. By default layers with under 1 % of the Dense/Conv2D parameters keep
+model that is saved. With a teacher target every epoch also logs the task metric on the true
+labels (``label_error`` %, see :class:`LabelScores`). By default layers with under 1 % of the Dense/Conv2D parameters keep
 their original form (see :func:`prunable_layers`).
 """
 import argparse
@@ -137,6 +138,26 @@ class StopAfterLrDrops(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class LabelScores(keras.callbacks.Callback):
+    """Adds the task metric on the true labels to each epoch's logs as ``label_<metric>``.
+
+    With ``--target teacher`` the loss and Keras' metrics compare with the teacher's outputs
+    (logits), which says nothing direct about the labels; this scores the model on the
+    labels of ``data``'s validation split (its training split when it has none) once per
+    epoch: one forward pass over that split (the MNIST sample's 1,000 validation images).
+    """
+
+    def __init__(self, data):
+        super().__init__()
+        self.data = data
+        self.x, self.y = (data.x_val, data.y_val) if data.has_val else (data.x_train, data.y_train)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            found = scores(self.y, predict(self.model, self.x), self.data)
+            logs.update({f"label_{k}": v for k, v in found.items()})
+
+
 def teacher_data(model, data):
     """``data`` with every split's targets replaced by ``model``'s outputs (computed once):
     a regression task whose MSE loss is the mean over output values of the squared error."""
@@ -186,7 +207,8 @@ def run(reference, settings):
         blend.set_alpha(model, alpha)
         blend.freeze_original(model, s["freeze_original"])
         markers.append((len(history.get("loss", ())) + 0.5, f"α={alpha:.3g}"))
-        h = fit(model, data, cfg if alpha == 0 else step_cfg, callbacks=[StopAfterLrDrops(s["alpha_lr_drops"])])
+        callbacks = [StopAfterLrDrops(s["alpha_lr_drops"])] + ([LabelScores(reference.data)] if teacher else [])
+        h = fit(model, data, cfg if alpha == 0 else step_cfg, callbacks=callbacks)
         h["alpha"] = [float(alpha)] * len(h["loss"])
         for k, v in h.items():
             history.setdefault(k, []).extend(v)
@@ -227,7 +249,7 @@ def method_record(s, branches, rows):
 def write_outputs(folder, history, markers, rows, s):
     """Training curves with the α changes marked, and the per-α table (markdown + CSV)."""
     title = f"α-schedule, prune {s['prune']}, {s['target']} target"
-    training_curves(history, folder / "training.png", title=title, markers=markers)
+    training_curves(history, folder / "training.png", title=title, markers=markers, color_by="alpha")
     keys = list(rows[0])
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]

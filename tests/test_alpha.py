@@ -184,3 +184,23 @@ def test_bad_input_exits_2(reference_dir, tmp_path, capsys, flags, message):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_teacher_target_logs_the_label_error_per_epoch(reference):
+    ref = small(reference)
+    result = run(ref, target="teacher")
+    h = result.history
+    assert len(h["label_error"]) == len(h["loss"]) == 2
+    pred = result.model.predict(ref.data.x_val, verbose=0).argmax(axis=-1)
+    assert h["label_error"][-1] == pytest.approx(100.0 * np.mean(pred != ref.data.y_val))
+
+
+def test_curves_get_one_colour_per_alpha(tmp_path, monkeypatch):
+    from kcompress.report import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(fig))
+    history = {"loss": [3.0, 2.0, 1.5, 1.0, 0.5], "alpha": [0.9, 0.9, 0.5, 0.5, 0.0]}
+    plots.training_curves(history, tmp_path / "t.png", color_by="alpha")
+    colours = {tuple(line.get_color()) for line in drawn[0].axes[0].lines if len(line.get_xdata())}
+    assert len(colours) == 3

@@ -175,3 +175,12 @@ def test_prune_sweep_saves_plain_models_with_exact_sparsity_and_a_table(referenc
     assert (out / "sweep.png").is_file() and (out / "sweep.md").is_file()
     ratios = [r["compression"]["total"]["bits_ratio"] for r in records]
     assert ratios == sorted(ratios) and ratios[0] == pytest.approx(1.0)
+
+
+def test_index64_biases_start_random_like_its_weights():
+    from kcompress.core.zoo import build_model
+
+    model = build_model("index64", (64,), 1, hidden=(64, 64))
+    biases = [model.get_layer(n).bias.numpy() for n in ("dense_1", "dense_2")]
+    assert all(0.02 < b.std() < 0.08 and abs(b.mean()) < 0.03 for b in biases)
+    assert not build_model("lenet300", (28, 28), 10).get_layer("dense_1").bias.numpy().any()

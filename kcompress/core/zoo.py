@@ -11,7 +11,12 @@ from kcompress.errors import require
 
 
 def build_model(name, input_shape, output_dim, hidden=None, activation="relu"):
-    """Build zoo model ``name`` for inputs of ``input_shape`` and ``output_dim`` outputs."""
+    """Build zoo model ``name`` for inputs of ``input_shape`` and ``output_dim`` outputs.
+
+    ``index64`` follows the learned-index setup: weights *and* biases drawn from
+    RandomNormal(0, 0.05) (other models: Glorot weights, zero biases) and a LeakyReLU(0.05)
+    output, so that a position below 0 still has a gradient.
+    """
     require(name in MODEL_NAMES, f"unknown --model {name!r} (one of {', '.join(MODEL_NAMES)})")
     require(activation in ACTIVATIONS, f"unknown --activation {activation!r} (one of {', '.join(ACTIVATIONS)})")
     hidden = ZOO_DEFAULT_HIDDEN[name] if hidden is None else tuple(hidden)
@@ -23,11 +28,15 @@ def build_model(name, input_shape, output_dim, hidden=None, activation="relu"):
     def init():  # a fresh initializer per layer, so that layers do not get identical weights
         return keras.initializers.RandomNormal(0.0, 0.05) if name == "index64" else "glorot_uniform"
 
+    def bias_init():  # index64: biases drawn like the weights, as in the learned-index setup
+        return init() if name == "index64" else "zeros"
+
     for i, width in enumerate(hidden, start=1):
-        x = keras.layers.Dense(width, activation=act, kernel_initializer=init(), name=f"dense_{i}")(x)
+        x = keras.layers.Dense(width, activation=act, kernel_initializer=init(), bias_initializer=bias_init(),
+                               name=f"dense_{i}")(x)
     out_name = f"dense_{len(hidden) + 1}"
     if name == "index64":
-        x = keras.layers.Dense(output_dim, kernel_initializer=init(), name=out_name)(x)
+        x = keras.layers.Dense(output_dim, kernel_initializer=init(), bias_initializer=bias_init(), name=out_name)(x)
         outputs = keras.layers.LeakyReLU(0.05, name="output")(x)
     else:
         outputs = keras.layers.Dense(output_dim, name=out_name)(x)

@@ -2,6 +2,8 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.cm  # noqa: E402
+import matplotlib.colors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -13,16 +15,27 @@ def save_figure(fig, path):
     plt.close(fig)
 
 
-def training_curves(history, path, title="training", markers=()):
+def training_curves(history, path, title="training", markers=(), color_by=None):
     """Loss and the task metric per epoch, train and validation; ``markers`` are
-    ``(epoch, label)`` pairs drawn as vertical lines (e.g. α changes, μ steps)."""
+    ``(epoch, label)`` pairs drawn as vertical lines (e.g. α changes, μ steps).
+
+    A ``label_<metric>`` entry (the metric on the true labels while training on teacher
+    targets) gets a panel of its own. ``color_by`` names a per-epoch history entry (``alpha``)
+    whose every value gets one colour of a colormap for all curves: 58 α steps drawn in two
+    colours could not be told apart.
+    """
     metric = next((m for m in ("error", "max_error", "mae") if m in history), None)
-    panels = [("loss", "loss")] + ([(metric, metric)] if metric else [])
+    label_metric = next((m for m in ("label_error", "label_max_error") if m in history), None)
+    panels = [("loss", "loss")] + ([(metric, metric)] if metric else []) + (
+        [(label_metric, label_metric.replace("_", " ", 1))] if label_metric else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):
         epochs = np.arange(1, len(history[key]) + 1)
-        ax.plot(epochs, history[key], label=f"train {label}")
-        if f"val_{key}" in history:
+        if color_by:
+            _segmented(ax, epochs, history, key, history[color_by], color_by)
+        else:
+            ax.plot(epochs, history[key], label=f"train {label}")
+        if f"val_{key}" in history and not color_by:
             ax.plot(epochs, history[f"val_{key}"], label=f"validation {label}")
         for epoch, text in markers:
             ax.axvline(epoch, color="grey", lw=0.6, ls=":")
@@ -37,6 +50,24 @@ def training_curves(history, path, title="training", markers=()):
         ax.legend()
     fig.suptitle(title)
     save_figure(fig, path)
+
+
+def _segmented(ax, epochs, history, key, values, name):
+    """``history[key]`` (solid) and ``history["val_" + key]`` (dashed) split into runs of equal
+    ``values``, each run in the colour of its value on a viridis scale, with a colorbar."""
+    values = np.asarray(values, dtype=float)
+    norm = matplotlib.colors.Normalize(values.min(), values.max() if values.max() > values.min() else values.min() + 1)
+    cmap = plt.get_cmap("viridis")
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    for a, b in zip(starts, np.r_[starts[1:], len(values)]):
+        stop = min(b + 1, len(values))  # overlap one point so that the segments join
+        for series, style in ((key, "-"), (f"val_{key}", "--")):
+            if series in history:
+                ax.plot(epochs[a:stop], history[series][a:stop], style, color=cmap(norm(values[a])), lw=1.2)
+    ax.plot([], [], "k-", label="train")
+    if f"val_{key}" in history:
+        ax.plot([], [], "k--", label="validation")
+    ax.figure.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=name)
 
 
 def confusion_matrix(y_true, y_pred, num_classes, path, title="confusion matrix (test)"):

@@ -196,15 +196,21 @@ def hyperparameters(space):
 
     hp = kt.HyperParameters()
     for p in space.values():
-        if p.is_range and p.integer:
-            hp.Int(p.name, p.low, p.high, step=p.step, sampling=p.sampling)
-        elif p.is_range:
-            hp.Float(p.name, p.low, p.high, step=p.step, sampling=p.sampling)
-        elif len(p.choices) == 1:
-            hp.Fixed(p.name, p.choices[0])
-        else:
-            hp.Choice(p.name, _one_type(p.choices))
+        add_param(hp, p)
     return hp
+
+
+def add_param(hp, p, name=None):
+    """Declare :class:`Param` ``p`` in Keras Tuner's ``hp`` (as ``name``, default ``p.name``)."""
+    name = name or p.name
+    if p.is_range and p.integer:
+        hp.Int(name, p.low, p.high, step=p.step, sampling=p.sampling)
+    elif p.is_range:
+        hp.Float(name, p.low, p.high, step=p.step, sampling=p.sampling)
+    elif len(p.choices) == 1:
+        hp.Fixed(name, p.choices[0])
+    else:
+        hp.Choice(name, _one_type(p.choices))
 
 
 def _one_type(values):

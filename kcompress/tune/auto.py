@@ -224,7 +224,7 @@ class AutoTrial:
             best_score, best_id = metrics["auto_score"], trial_id
         shown = f"{1 / best_score:.3g}x (trial {best_id})" if best_score else "none within budget yet"
         left = []
-        if getattr(oracle, "max_trials", None) and oracle.max_trials < 10**6:
+        if getattr(oracle, "max_trials", None) and not getattr(oracle, "time_budget", None):
             left.append(f"{oracle.max_trials - len(oracle.trials)} trials")
         if getattr(oracle, "time_budget", None):
             spent = oracle.spent_seconds() + metrics["seconds"]

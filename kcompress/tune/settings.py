@@ -14,6 +14,7 @@ from kcompress.errors import UsageError, require
 OBJECTIVES = ("bits", "gzip-tflite", "latency", "params")
 AUTO_SEARCHES = ("bayesian", "random", "grid")
 UNITS = {"s": 1, "m": 60, "h": 3600}
+UNLIMITED = 999  # the trial limit under --time-budget alone (Keras Tuner pads trial ids to its width)
 
 
 def parse_duration(value):
@@ -58,4 +59,4 @@ class AutoSettings(Settings):
     @property
     def trials(self):
         """The trial limit the oracle gets (a time budget alone: practically none)."""
-        return self.max_trials or (10**6 if self.time_budget else 20)
+        return self.max_trials or (UNLIMITED if self.time_budget else 20)

@@ -33,7 +33,7 @@ def compress_auto(from_dir, out, overwrite=False, seed=0, **settings):
     runner.check()
     hp = auto_hyperparameters(runner.names, runner.spaces)
     grid = auto_grid(runner.names, runner.spaces) if s.search == "grid" else None
-    recorded = {"method": "auto", "from_dir": str(from_dir), "seed": seed,
+    recorded = {"method": "auto", "from_dir": str(from_dir), "seed": seed, "spaces": runner.params(),
                 **{k: v for k, v in s.to_dict().items() if k not in PER_RUN}}
     print(f"auto search over {', '.join(runner.names)}: reference {s.objective} {runner.reference_objective:.4g}, "
           f"validation error {runner.reference_error:.4g}, budget {runner.error_budget:.4g}", flush=True)

@@ -23,8 +23,8 @@ from kcompress.core.stats import compression_stats
 from kcompress.errors import require
 from kcompress.methods import REGISTRY, settings_class
 from kcompress.methods.base import Reference
-from kcompress.tune.space import Param, _one_type, add_param, parse_item, parse_value
-from kcompress.tune.trials import MODEL_DIR, command_args
+from kcompress.tune.space import Param, add_param, one_type, parse_item, parse_value
+from kcompress.tune.trials import MODEL_DIR, ReferenceTrial, command_args
 
 OVER_BUDGET = 10.0  # the score of a trial over budget starts here; within budget it is objective / reference's
 TOTAL_KEYS = {"bits": "bits", "gzip-tflite": "tflite_gzip_bytes", "params": "params"}
@@ -93,7 +93,7 @@ def auto_grid(names, spaces):
     """Every value dict of a grid search: per method, the product of its stages' candidates."""
     grid = []
     for name in names:
-        axes = [(f"{m}.{f}", _one_type(p.grid_values())) for m in name.split(">") for f, p in spaces[m].items()]
+        axes = [(f"{m}.{f}", one_type(p.grid_values())) for m in name.split(">") for f, p in spaces[m].items()]
         for combo in itertools.product(*(values for _, values in axes)):
             grid.append({"method": name, **{key: v for (key, _), v in zip(axes, combo)}})
     return grid
@@ -118,7 +118,7 @@ def selection_split(data):
     return data.x_train, data.y_train
 
 
-class AutoTrial:
+class AutoTrial(ReferenceTrial):
     """One trial of the auto search: compress the reference with the trial's method (or chain)
     and settings, measure the objective and the validation error, and score them."""
 
@@ -140,14 +140,6 @@ class AutoTrial:
         self.reference_bits = stats["reference_bits"]
         self._onnx = None
         self.reference_objective = self.measure(self.reference.model, {**stats, **self.reference.tflite_size()})
-
-    @property
-    def data(self):
-        return self.reference.data
-
-    @property
-    def task(self):
-        return self.data.task
 
     def params(self):
         """``{name: Param}`` of the searched values, for the report's columns."""
@@ -223,8 +215,8 @@ class AutoTrial:
         if metrics["auto_score"] < OVER_BUDGET and (best_score is None or metrics["auto_score"] < best_score):
             best_score, best_id = metrics["auto_score"], trial_id
         shown = f"{1 / best_score:.3g}x (trial {best_id})" if best_score else "none within budget yet"
-        left = []
-        if getattr(oracle, "max_trials", None) and not getattr(oracle, "time_budget", None):
+        left = []  # known to the chief's oracle only: a worker shows no budget
+        if hasattr(oracle, "trials") and oracle.max_trials and not oracle.time_budget:
             left.append(f"{oracle.max_trials - len(oracle.trials)} trials")
         if getattr(oracle, "time_budget", None):
             spent = oracle.spent_seconds() + metrics["seconds"]

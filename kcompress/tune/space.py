@@ -186,7 +186,7 @@ def grid(space):
     """Every combination of a grid search, in order (the first setting varies slowest)."""
     import itertools
 
-    axes = [_one_type(p.grid_values()) for p in space.values()]
+    axes = [one_type(p.grid_values()) for p in space.values()]
     return [dict(zip(space, combo)) for combo in itertools.product(*axes)]
 
 
@@ -210,10 +210,10 @@ def add_param(hp, p, name=None):
     elif len(p.choices) == 1:
         hp.Fixed(name, p.choices[0])
     else:
-        hp.Choice(name, _one_type(p.choices))
+        hp.Choice(name, one_type(p.choices))
 
 
-def _one_type(values):
+def one_type(values):
     """A Keras Tuner choice holds one type: mixed lists become text (see :func:`trial_value`)."""
     kinds = {type(v) for v in values}
     if len(kinds) == 1:

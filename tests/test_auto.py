@@ -109,6 +109,11 @@ def test_learned_index_keys_judge_epsilon_on_the_keys_within_a_time_budget(tmp_p
                            search="random")
     assert summary["trials"] == 1  # the first trial spends the second
     assert summary["chosen"]["val_error"] > 0 and summary["export"]["passed"]
+    none = api.compress(tmp_path / "index", "auto", tmp_path / "none", objective="bits", methods="cluster",
+                        space=["cluster.epochs=1", "cluster.clusters=2"], max_trials=1, max_error=0.0, search="random")
+    assert none["chosen"] is None and none["completed"] == 1
+    assert not (tmp_path / "none" / "best").exists() and not (tmp_path / "none" / "exported").exists()
+    assert "no trial within the budget" in (tmp_path / "none" / "summary.md").read_text()
 
 
 def test_tabular_npz_and_a_reference_without_validation(tmp_path, capsys):

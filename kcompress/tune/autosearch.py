@@ -10,12 +10,14 @@ the Pareto front (:mod:`kcompress.tune.pareto`), ``best/`` (the chosen model dir
 smallest objective within the error budget), ``exported/`` (its TFLite and ONNX files with the
 deployment check) and ``summary.md`` / ``summary.json``, which state all of it.
 """
+import shutil
 from pathlib import Path
 
 from kcompress.core.modeldir import write_json
 from kcompress.core.objectives import evaluate_model, primary_metric
 from kcompress.errors import CheckFailed
 from kcompress.tune.auto import AutoTrial, auto_grid, auto_hyperparameters
+from kcompress.tune.report import BEST_DIR, write_report
 from kcompress.tune.settings import AutoSettings
 
 PER_RUN = ("chief", "worker", "tuner_id")  # how this process takes part, not what is searched
@@ -23,7 +25,6 @@ PER_RUN = ("chief", "worker", "tuner_id")  # how this process takes part, not wh
 
 def compress_auto(from_dir, out, overwrite=False, seed=0, **settings):
     """Run (or resume) the auto search into ``out``; returns the summary (``None`` on a worker)."""
-    from kcompress.tune.report import write_report
     from kcompress.tune.search import run_search
     from kcompress.tune.tuner import trial_rows
     from kcompress.tune.pareto import write_pareto
@@ -57,12 +58,16 @@ def finish(out, report, front, runner, seed):
     key = primary_metric(runner.task)
     summary = _summary(report, front, runner, chosen)
     failure = None
-    if chosen:
-        model = load_reference(out / "best")
+    if not chosen:  # the report's best is then over budget: nothing may look chosen
+        shutil.rmtree(out / BEST_DIR, ignore_errors=True)
+        for name in ("best.yaml", "best_command.txt"):
+            (out / name).unlink(missing_ok=True)
+    else:
+        model = load_reference(out / BEST_DIR)
         summary["test"] = {key: evaluate_model(model.model, model.data)[key],
                            "reference": (runner.reference.run.get("metrics") or {}).get(key)}
         try:
-            check = export_and_check(out / "best", out / "exported", overwrite=True, seed=seed,
+            check = export_and_check(out / BEST_DIR, out / "exported", overwrite=True, seed=seed,
                                      formats=("tflite", "onnx"), tflite_modes=("float32",))
         except CheckFailed as e:
             failure, check = e, read_run_report(out / "exported")

@@ -49,6 +49,15 @@ def test_front_is_non_dominated():
     assert non_dominated(points) == [0, 1, 4]
 
 
+def test_an_error_exactly_at_the_budget_is_within_it():
+    from kcompress.tune.auto import OVER_BUDGET, AutoTrial
+
+    trial = AutoTrial.__new__(AutoTrial)  # only the budget matters here
+    trial.error_budget, trial.reference_objective = 100 * (1 - 0.95) + 1.0, 8.0
+    assert trial.within(100 * (1 - 0.94)) and not trial.within(6.1)
+    assert trial.score(2.0, 6.0) == 0.25 and trial.score(1.0, 6.1) == pytest.approx(OVER_BUDGET + 0.1)
+
+
 def _dominated(a, b):
     """Whether trial metrics ``a`` are dominated by ``b``."""
     x, y = (a["objective"], a["val_error"]), (b["objective"], b["val_error"])
@@ -66,7 +75,7 @@ def test_auto_search_chooses_within_budget_exports_and_checks(reference_dir, tmp
     assert len(metrics) == 3  # the grid: 1 sparsity + 2 cluster counts
     chosen = summary["chosen"]
     assert chosen and chosen["val_error"] <= summary["error_budget"]
-    within = [m for m in metrics if m["val_error"] <= summary["error_budget"]]
+    within = [m for m in metrics if m["val_error"] <= summary["error_budget"] + 1e-9]
     assert chosen["objective"] == min(m["objective"] for m in within)
     front = [m for m in metrics if not any(_dominated(m, o) for o in metrics)]
     assert len(front) == len(summary["front"]) and (out / "pareto.png").is_file()

@@ -190,11 +190,16 @@ class AutoTrial(ReferenceTrial):
         mine, ref_now = interleaved_latency_ms([OnnxRunner(to_onnx(model)), ref_runner], x, LATENCY_REPEATS, np.min)
         return ref_ms * mine / ref_now
 
+    def within(self, error):
+        """Whether ``error`` is within the budget; exactly at it counts (100·(1 − 0.94) is
+        6.000000000000005 in floating point, above a budget of 5 + 1 computed the same way)."""
+        return error <= self.error_budget + 1e-9 * max(1.0, abs(self.error_budget))
+
     def score(self, value, error):
         """``value`` / the reference's within the error budget; over it ``OVER_BUDGET`` + the
         overshoot, so that no trial over budget outranks one within it (no method makes a model ten
         times larger or slower), while the oracle still sees how far over it was."""
-        return value / self.reference_objective if error <= self.error_budget else OVER_BUDGET + error - self.error_budget
+        return value / self.reference_objective if self.within(error) else OVER_BUDGET + error - self.error_budget
 
     def run(self, values, folder):
         """Compress the reference through the trial's stages into ``folder/model``; its metrics."""
@@ -209,7 +214,7 @@ class AutoTrial(ReferenceTrial):
         total = record["compression"]["total"]
         value, error = self.measure(model, total), self.error(model)
         return {"auto_score": self.score(value, error), "val_error": error, "objective": value,
-                "ratio": self.reference_objective / value, "within_budget": float(error <= self.error_budget),
+                "ratio": self.reference_objective / value, "within_budget": float(self.within(error)),
                 "bits_ratio": self.reference_bits / total["bits"], "params": float(total["params"]),
                 "seconds": time.perf_counter() - start}
 

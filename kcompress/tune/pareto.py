@@ -43,7 +43,7 @@ def write_pareto(out, rows, runner):
              f"{runner.reference_error:.4g}; budget {runner.error_budget:.4g})")
     write_table(out / "pareto", table, columns, title=title)
     if done:
-        plots.pareto_front([(x, y, y > runner.error_budget) for x, y in points],
+        plots.pareto_front([(x, y, not runner.within(y)) for x, y in points],
                            [(r["metrics"]["objective"], r["metrics"]["val_error"]) for r in front],
                            runner.error_budget, (runner.reference_objective, runner.reference_error),
                            out / "pareto.png", LABELS[objective], "validation error" +

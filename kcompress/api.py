@@ -49,7 +49,14 @@ def evaluate(from_dir, data=None):
 def compress(from_dir, method, out, overwrite=False, seed=0, **settings):
     """Compress the model in ``from_dir`` with ``method`` into ``out``; ``settings`` are the
     method's settings fields (see ``kcompress compress --method NAME --help``). A sweepable
-    setting given as a list (or a comma string) runs a sweep. Returns the record(s)."""
+    setting given as a list (or a comma string) runs a sweep. Returns the record(s).
+
+    ``method="auto"`` searches the methods instead (:mod:`kcompress.tune.autosearch`; ``settings``
+    are :class:`~kcompress.tune.settings.AutoSettings` fields) and returns the search's summary."""
+    if method == "auto":
+        from kcompress.tune.autosearch import compress_auto
+
+        return compress_auto(from_dir, out, overwrite=overwrite, seed=seed, **settings)
     from kcompress.core.settings import expand
     from kcompress.methods import settings_class
 

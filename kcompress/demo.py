@@ -2,7 +2,8 @@
 
 Trains LeNet-300-100, compresses it with a short setting of several methods, exports every
 model to TFLite and ONNX with the deployment check, and prints one summary table: error,
-storage-bit ratio, gzip'd TFLite size and ONNX latency, next to the reference.
+storage-bit ratio, gzip'd TFLite size and ONNX latency, next to the reference. It ends with a
+short ``compress --method auto`` search (:data:`DEMO_AUTO`: three trials of short settings).
 """
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from kcompress.export.check import export_and_check
 from kcompress.methods import settings_class
 from kcompress.report.tables import write_table
 from kcompress.training.config import TrainConfig
+from kcompress.tune.autosearch import compress_auto
 
 # (label, method, settings): short settings that show each method without taking long.
 DEMO_STEPS = (
@@ -23,9 +25,16 @@ DEMO_STEPS = (
                            "l_epochs": 2}),
 )
 
+# the closing auto search: few trials, short fine-tuning, a one-point budget on validation error
+DEMO_AUTO = {"objective": "bits", "max_error_increase": 1.0, "methods": "prune+cluster,cluster", "search": "random",
+             "max_trials": 3, "space": ["prune+cluster.epochs=4", "prune+cluster.cluster_epochs=2",
+                                        "cluster.epochs=2"]}
 
-def run_demo(out="models/demo", exported="exported/demo", overwrite=True, epochs=30, seed=0, steps=DEMO_STEPS):
-    """Run the demo into ``out`` (model directories) and ``exported`` (files, reports)."""
+
+def run_demo(out="models/demo", exported="exported/demo", overwrite=True, epochs=30, seed=0, steps=DEMO_STEPS,
+             auto=DEMO_AUTO):
+    """Run the demo into ``out`` (model directories) and ``exported`` (files, reports); ``auto``:
+    the settings of the closing auto search (into ``out/auto``)."""
     out, exported = Path(out), Path(exported)
     print(f"== 1. train LeNet-300-100 on the bundled MNIST sample ({epochs} epochs)")
     pipeline.train(out / "reference", ModelSettings(), TrainConfig(epochs=epochs), seed=seed, overwrite=overwrite)
@@ -41,6 +50,9 @@ def run_demo(out="models/demo", exported="exported/demo", overwrite=True, epochs
                for label, path in models.items()}
     table = write_table(out / "summary", summary_rows(models, reports), SUMMARY_COLUMNS)
     print("\n" + table)
+    print(f"\n== {len(steps) + 2}. compress --method auto: {auto['max_trials']} trials for the fewest "
+          f"{auto['objective']} within +{auto['max_error_increase']} pp of validation error")
+    compress_auto(models["reference"], out / "auto", overwrite=overwrite, seed=seed, **auto)
     return table
 
 

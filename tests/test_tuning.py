@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from kcompress.cli.main import main
-from kcompress.tune.space import grid, parse_space, trial_value
+from kcompress.tune.space import grid, hyperparameters, parse_space, trial_value
 from kcompress.tune.search import build_tuner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,9 @@ class FakeRunner:
 
 
 def _search(tmp, space, runner, search="grid", max_trials=10):
-    tuner = build_tuner(search, "max_error", parse_space(space), runner, max_trials, Path(tmp), seed=0)
+    parsed = parse_space(space)
+    tuner = build_tuner(search, "max_error", hyperparameters(parsed), grid(parsed) if search == "grid" else None,
+                        runner, max_trials, Path(tmp), seed=0)
     tuner.search(verbose=0)
     return tuner
 

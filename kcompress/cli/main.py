@@ -55,6 +55,7 @@ def dispatch(command, v):
     from kcompress.core.modeldir import out_lock
 
     writes = command in ("train", "compress", "export", "report") and v.get("out") and v.get("strategy") != "multiworker"
+    writes = writes and v.get("method") != "auto"  # a search locks its own --out (not on a worker)
     with out_lock(v["out"]) if writes else contextlib.nullcontext():
         _call(command, v)
 

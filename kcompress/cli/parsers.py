@@ -13,6 +13,9 @@ from kcompress.export.settings import ExportSettings
 from kcompress.methods import REGISTRY, settings_class
 from kcompress.methods.base import FinetuneSettings
 from kcompress.training.config import TrainConfig
+from kcompress.tune.settings import AutoSettings
+
+AUTO = "auto"  # compress --method auto: a search over the registered methods, not one of them
 
 PROG = "kcompress"
 EXAMPLES = """examples:
@@ -24,6 +27,8 @@ EXAMPLES = """examples:
 Each subcommand has --help with its defaults (compress --method NAME --help: that method's).
 Exit codes: 0 ok, 2 bad input, 1 failure."""
 SEARCHES = ("grid", "random", "bayesian", "hyperband")
+AUTO_HELP = ("the smallest --objective within an error budget, by a Keras Tuner search over the methods and their "
+             "declared settings (resumable; writes the Pareto front, exports and checks the chosen model)")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 
@@ -83,6 +88,9 @@ def _evaluate_parser(sub):
 
 def _method_flags(p, method):
     """The flags of ``method``'s settings, or (no method yet) every method's own flags for ``--help``."""
+    if method == AUTO:
+        add_settings(p.add_argument_group(f"--method {AUTO}: {AUTO_HELP}"), AutoSettings)
+        return
     if method:
         cls = settings_class(method)
         add_settings(p.add_argument_group(f"--method {method}: {cls.HELP}"), cls)
@@ -95,14 +103,15 @@ def _method_flags(p, method):
         cls = settings_class(name)
         add_settings(p.add_argument_group(f"--method {name}: {cls.HELP}"), cls, skip=added)
         added |= set(cls.names())
+    add_settings(p.add_argument_group(f"--method {AUTO}: {AUTO_HELP}"), AutoSettings, skip=added)
 
 
 def _compress_parser(sub, method):
     p = sub.add_parser("compress", help="compress a trained model with one method (or a sweep)")
     _from(p, "model directory of the reference")
-    p.add_argument("--method", default=argparse.SUPPRESS, metavar="{" + ",".join(REGISTRY) + "}",
-                   help="compression method")
-    _out(p, "model directory to write (a folder of them for sweeps)")
+    p.add_argument("--method", default=argparse.SUPPRESS, metavar="{" + ",".join([*REGISTRY, AUTO]) + "}",
+                   help=f"compression method, or {AUTO}: search them for the best within an error budget")
+    _out(p, "model directory to write (a folder of them for sweeps; with auto, the search's folder)")
     _method_flags(p, method)
     _common(p)
 
@@ -139,7 +148,7 @@ def _tune_parser(sub, method):
     _from(c, "model directory of the reference to compress")
     c.add_argument("--method", default=argparse.SUPPRESS, metavar="{" + ",".join(REGISTRY) + "}",
                    help="compression method whose settings --space searches (its flags fix the others)")
-    if method:
+    if method and method != AUTO:
         _method_flags(p, method)
     else:
         add_settings(p.add_argument_group("model and data (base settings of training trials)"), ModelSettings)
@@ -168,7 +177,7 @@ def build_parser(method=None):
     parser = _Parser(prog=PROG, description="Train, tune, compress and export Keras models.", epilog=EXAMPLES,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    method = method if method in REGISTRY else None
+    method = method if method in REGISTRY or method == AUTO else None
     for make in (_train_parser, _evaluate_parser, _export_parser, _report_parser, _demo_parser):
         make(sub)
     _compress_parser(sub, method)

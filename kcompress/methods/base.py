@@ -31,6 +31,11 @@ class MethodSettings(Settings):
     HELP: ClassVar[str] = ""
     RUNNER: ClassVar[str] = ""  # module path of the method's ``run``
     BUDGET: ClassVar[Optional[str]] = None  # the field Hyperband scales (epochs of some kind)
+    # compress --method auto: the searched fields (field -> a tuple of candidates, or a range
+    # "LOW:HIGH[:log]"), the objectives the method can lower, the methods that may follow it
+    SEARCH: ClassVar[dict] = {}
+    REDUCES: ClassVar[tuple] = ("bits", "gzip-tflite")
+    THEN: ClassVar[tuple] = ()
 
     layers: str = option(None, "comma-separated layer names to compress (unset: the method's choice)")
     batch_size: object = option(None, f"mini-batch size or 'full' (unset: {REFERENCE})", parse=batch_size, sweep=True)

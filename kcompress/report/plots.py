@@ -89,3 +89,28 @@ def confusion_matrix(y_true, y_pred, num_classes, path, title="confusion matrix 
     ax.set_title(title)
     save_figure(fig, path)
     return cm
+
+
+def pareto_front(points, front, budget, reference, path, objective_label, error_label):
+    """Every trial as a point ``(objective, error, over_budget)``, the non-dominated ``front``
+    as a step line, the error budget as a band (errors up to ``budget``), the reference as a star."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ok = [(x, y) for x, y, over in points if not over]
+    over = [(x, y) for x, y, o in points if o]
+    ax.axhspan(min([y for _, y, _ in points] + [reference[1], budget]), budget, color="tab:green", alpha=0.12,
+               label="within budget")
+    ax.axhline(budget, color="tab:green", lw=1)
+    if ok:
+        ax.plot(*zip(*ok), "o", color="tab:blue", ms=5, label="trial")
+    if over:
+        ax.plot(*zip(*over), "x", color="tab:red", ms=6, label="trial over budget")
+    if front:
+        ax.step(*zip(*sorted(front)), where="post", color="k", lw=1.2, label="Pareto front")
+    ax.plot(*reference, "*", color="tab:orange", ms=12, label="reference")
+    ax.set_xscale("log")
+    ax.set_xlabel(objective_label)
+    ax.set_ylabel(error_label)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title("auto search: objective vs validation error")
+    save_figure(fig, path)

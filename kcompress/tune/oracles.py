@@ -21,7 +21,21 @@ class _ResumableOracle:
 
     Keras Tuner requeues the trials its ``oracle.json`` lists as ongoing; a kill between
     writing a trial and writing ``oracle.json`` would leave that trial RUNNING forever.
+    With ``time_budget`` (seconds) no new trial starts once the finished trials' ``seconds``
+    add up to it: counted from the oracle's own state, so it survives a kill and a resume.
     """
+
+    time_budget = None
+
+    def spent_seconds(self):
+        """The summed ``seconds`` metric of the trials that finished."""
+        found = (t.metrics.get_last_value("seconds") for t in self.trials.values() if t.metrics.exists("seconds"))
+        return float(sum(s for s in found if s is not None))
+
+    def populate_space(self, trial_id):
+        if self.time_budget is not None and self.spent_seconds() >= self.time_budget:
+            return {"status": STOPPED, "values": None}
+        return super().populate_space(trial_id)
 
     def reload(self):
         super().reload()
@@ -51,16 +65,19 @@ class GridOracle(_ResumableOracle, kt.Oracle):
         return {"status": STOPPED, "values": None}
 
 
-def make_oracle(search, objective, hyperparameters, grid, max_trials, max_epochs, seed):
-    """The oracle for ``--search``; ``grid`` is used by grid search, ``max_epochs`` by hyperband."""
+def make_oracle(search, objective, hyperparameters, grid, max_trials, max_epochs, seed, time_budget=None):
+    """The oracle for ``--search``; ``grid`` is used by grid search, ``max_epochs`` by hyperband;
+    ``time_budget``: seconds of finished trials after which no trial starts."""
     common = dict(objective=kt.Objective(objective, "min"), hyperparameters=hyperparameters, seed=seed,
                   max_consecutive_failed_trials=NO_FAILURE_LIMIT)
     if search == "grid":
-        return GridOracle(grid, **common)
+        oracle = GridOracle(grid, **common)
+        oracle.time_budget = time_budget
+        return oracle
     if search == "hyperband":
         base, extra = kt.oracles.HyperbandOracle, dict(max_epochs=max_epochs)
     else:
         base = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle}[search]
         extra = dict(max_trials=max_trials)
-    cls = type(f"Resumable{base.__name__}", (_ResumableOracle, base), {})
+    cls = type(f"Resumable{base.__name__}", (_ResumableOracle, base), {"time_budget": time_budget})
     return cls(**common, **extra)

@@ -151,7 +151,8 @@ def _write_best(out, best, runner):
     values = {k: trial_value(v) for k, v in best["values"].items()}
     (out / "best.yaml").write_text(yaml.safe_dump(runner.config(values), sort_keys=False))
     command = runner.command(values, f"models/{out.name}-best")
-    (out / "best_command.txt").write_text(shlex.join(command) + "\n")
+    commands = command if isinstance(command[0], list) else [command]  # a chain: one command per stage
+    (out / "best_command.txt").write_text(" &&\n".join(map(shlex.join, commands)) + "\n")
     source = out / f"trial_{best['trial']}" / MODEL_DIR
     if not source.is_dir():
         return

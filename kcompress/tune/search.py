@@ -30,8 +30,6 @@ def tune(out, space=None, search="random", objective=None, max_trials=10, overwr
     training search, the method's for a compression search (``from_dir`` and ``method``);
     ``space`` lists ``NAME=VALUES`` strings (or YAML files) of the searched ones. ``overwrite`` runs
     the new search beside an existing one, which it replaces only once complete (:func:`_work_dir`)."""
-    from kcompress.tune.distributed import is_tuning_worker, tuning_role
-
     require(search in SEARCHES, f"unknown --search {search!r} (one of {', '.join(SEARCHES)})")
     require(int(max_trials) > 0, f"--max-trials must be positive, got {max_trials}")
     require(bool(from_dir) == bool(method), "--from and --method go together (a compression search)")
@@ -48,21 +46,35 @@ def tune(out, space=None, search="random", objective=None, max_trials=10, overwr
     out = Path(out)
     settings = dict(space=list(space), search=search, objective=key, max_trials=max_trials, from_dir=from_dir,
                     method=method, seed=seed, **base)
+    grid_values = grid(parsed) if search == "grid" else None
+    oracle = run_search(out, settings, hyperparameters(parsed), grid_values, runner, key, search, max_trials, seed,
+                        overwrite, chief, worker, tuner_id)
+    if oracle is None:
+        return None
+    from kcompress.tune.report import write_report
+    from kcompress.tune.tuner import trial_rows
+
+    return write_report(out, trial_rows(oracle), parsed, runner, key, search)
+
+
+def run_search(out, settings, hp, grid_values, runner, key, search, max_trials, seed, overwrite=False, chief=None,
+               worker=None, tuner_id=None, time_budget=None):
+    """Run (or resume) the search of ``runner``'s trials over ``hp`` in tuning directory ``out``
+    (``settings`` are what a resume must find unchanged); returns the oracle, ``None`` on a worker."""
+    from kcompress.tune.distributed import is_tuning_worker, tuning_role
+
     with contextlib.ExitStack() as held, tuning_role(chief, worker, tuner_id):
         work = out
         if not is_tuning_worker():
             if not chief:  # a chief's workers write trials into the same --out
                 held.enter_context(out_lock(out))
             work = _work_dir(out, settings, overwrite, in_place=bool(chief))
-        tuner = build_tuner(search, key, parsed, runner, max_trials, work, seed)
+        tuner = build_tuner(search, key, hp, grid_values, runner, max_trials, work, seed, time_budget)
         tuner.search(verbose=0)
         if is_tuning_worker():
             return None
         _replace(out, work)
-    from kcompress.tune.report import write_report
-    from kcompress.tune.tuner import trial_rows
-
-    return write_report(out, trial_rows(tuner.oracle), parsed, runner, key, search)
+    return tuner.oracle
 
 
 def _has(module):
@@ -147,12 +159,13 @@ def _replace(out, work):
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def build_tuner(search, objective, space, runner, max_trials, out, seed):
-    """A :class:`~kcompress.tune.oracles.KcTuner` over ``space`` in tuning directory ``out`` (reloaded if it exists)."""
+def build_tuner(search, objective, hp, grid_values, runner, max_trials, out, seed, time_budget=None):
+    """A :class:`~kcompress.tune.oracles.KcTuner` over the Keras Tuner ``hp`` (``grid_values``: the
+    value dicts of a grid search) in tuning directory ``out`` (reloaded if it exists)."""
     from kcompress.tune.oracles import make_oracle
     from kcompress.tune.tuner import KcTuner
 
-    oracle = make_oracle(search, objective, hyperparameters(space), grid(space) if search == "grid" else None,
-                         max_trials, runner.max_budget(), seed)
+    budget = runner.max_budget() if search == "hyperband" else None
+    oracle = make_oracle(search, objective, hp, grid_values, max_trials, budget, seed, time_budget)
     return KcTuner(oracle, runner, objective, directory=str(out.parent), project_name=out.name, overwrite=False)
 

@@ -205,7 +205,7 @@ def grid(space):
     """Every combination of a grid search, in order (the first setting varies slowest)."""
     import itertools
 
-    axes = [_one_type(p.grid_values()) for p in space.values()]
+    axes = [one_type(p.grid_values()) for p in space.values()]
     return [dict(zip(space, combo)) for combo in itertools.product(*axes)]
 
 
@@ -215,18 +215,24 @@ def hyperparameters(space):
 
     hp = kt.HyperParameters()
     for p in space.values():
-        if p.is_range and p.integer:
-            hp.Int(p.name, p.low, p.high, step=p.step, sampling=p.sampling)
-        elif p.is_range:
-            hp.Float(p.name, p.low, p.high, step=p.step, sampling=p.sampling)
-        elif len(p.choices) == 1:
-            hp.Fixed(p.name, p.choices[0])
-        else:
-            hp.Choice(p.name, _one_type(p.choices))
+        add_param(hp, p)
     return hp
 
 
-def _one_type(values):
+def add_param(hp, p, name=None):
+    """Declare :class:`Param` ``p`` in Keras Tuner's ``hp`` (as ``name``, default ``p.name``)."""
+    name = name or p.name
+    if p.is_range and p.integer:
+        hp.Int(name, p.low, p.high, step=p.step, sampling=p.sampling)
+    elif p.is_range:
+        hp.Float(name, p.low, p.high, step=p.step, sampling=p.sampling)
+    elif len(p.choices) == 1:
+        hp.Fixed(name, p.choices[0])
+    else:
+        hp.Choice(name, one_type(p.choices))
+
+
+def one_type(values):
     """A Keras Tuner choice holds one type: mixed lists become text (see :func:`trial_value`)."""
     kinds = {type(v) for v in values}
     if len(kinds) == 1:

@@ -126,7 +126,21 @@ class TrainTrial:
         return args + ["--seed", str(self.seed), "--out", str(out)]
 
 
-class CompressTrial:
+class ReferenceTrial:
+    """A runner whose trials compress ``self.reference``: its data and task are the reference's."""
+
+    reference = None
+
+    @property
+    def data(self):
+        return self.reference.data
+
+    @property
+    def task(self):
+        return self.data.task
+
+
+class CompressTrial(ReferenceTrial):
     """Compress the reference in ``from_dir`` with ``method``; the trial's values are its settings."""
 
     kind = "compress"
@@ -144,14 +158,6 @@ class CompressTrial:
         self.seed = seed
         self.budget = self.cls.BUDGET
         self.searchable = self.cls.names()
-
-    @property
-    def data(self):
-        return self.reference.data
-
-    @property
-    def task(self):
-        return self.data.task
 
     def settings(self, values):
         return self.cls.from_dict({**self.base, **values})

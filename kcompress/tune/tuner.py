@@ -50,6 +50,8 @@ class KcTuner(kt.Tuner):
               f"({time.perf_counter() - start:.0f} s)", flush=True)
         if not math.isfinite(score):
             raise kt.errors.FailedTrialError(f"the objective {self.objective_key} is {score}")
+        if hasattr(self.runner, "progress"):
+            print(self.runner.progress(self.oracle, trial.trial_id, metrics), flush=True)
         return metrics
 
     def _hyperband_args(self, hyperband, values):

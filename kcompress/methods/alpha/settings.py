@@ -45,6 +45,8 @@ class AlphaSettings(FinetuneSettings):
     NAME, RUNNER = "alpha", "kcompress.methods.alpha.method"
     HELP = "α-schedule: parallel narrower branches (rank-r bottlenecks) take over from the original layers"
     BUDGET = "epochs_per_alpha"
+    SEARCH = {"prune": "0.5:0.9", "alpha_decay": (0.1, 0.2)}  # the faster schedules: 2.3-2.9x faster, minutes
+    REDUCES = ("bits", "gzip-tflite", "params", "latency")
 
     prune: float = option(0.65, "share of each layer's parameters the branch drops, in (0, 1)", sweep=True)
     alpha_schedule: str = option("exp", "how α falls from 1 to 0: exp α←α(1−decay), linear α←α−decay, or "

@@ -45,6 +45,11 @@ class PrunerSettings(FinetuneSettings):
     NAME, RUNNER = "pruner", "kcompress.methods.pruner.method"
     HELP = "pruner masks: learn a gate per unit, keep n per layer, remove the rest for real"
     BUDGET = "max_epochs"
+    # keep 0.35: 3.1x fewer parameters, 2.35x faster in onnxruntime at +0.40 pp (LeNet-300-100); the
+    # smaller model is then a natural start for LC, which compresses what is left
+    SEARCH = {"keep": "0.15:0.6"}
+    REDUCES = ("bits", "gzip-tflite", "params", "latency")
+    THEN = ("lc",)
 
     keep: float = option(0.35, "share of units kept in each gated layer, in (0, 1]", sweep=True)
     keep_units: tuple = option(None, "exact units to keep per layer, e.g. dense_1=105,dense_2=35 (these layers are "

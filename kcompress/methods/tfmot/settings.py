@@ -41,6 +41,7 @@ class PruneSettings(FinetuneSettings):
     NAME, RUNNER = "prune", "kcompress.methods.tfmot.prune"
     HELP = ("tfmot magnitude pruning to --sparsity (polynomial or constant schedule, or --m-by-n), "
             "fine-tuned, stripped")
+    SEARCH = {"sparsity": "0.8:0.98"}  # at 95 % LeNet-300-100 loses 0.2 pp; the gain in bits is in the tail
 
     sparsity: float = option(0.9, "target share of zero weights per pruned kernel, in [0, 1)", sweep=True)
     schedule: str = option("polynomial", "polynomial (gradual, Zhu & Gupta) or constant", choices=SCHEDULES,
@@ -95,6 +96,7 @@ class ClusterSettings(_Clustering, FinetuneSettings):
     NAME, RUNNER = "cluster", "kcompress.methods.tfmot.cluster"
     HELP = ("tfmot weight sharing into --clusters K values per kernel (kmeans++/linear/density/random "
             "init), fine-tuned")
+    SEARCH = {"clusters": (2, 4, 8, 16)}
 
     optimizer: str = option("adam", "fine-tuning optimizer", choices=("sgd", "adam"), sweep=True)
     lr: float = option(1e-4, "fine-tuning learning rate", sweep=True)
@@ -107,6 +109,7 @@ class PruneClusterSettings(_Clustering, PruneSettings):
     NAME, RUNNER = "prune+cluster", "kcompress.methods.tfmot.prune_cluster"
     HELP = ("prune (the --method prune flags), then sparsity-preserving clustering "
             "(--clusters, --cluster-init, --cluster-epochs)")
+    SEARCH = {"sparsity": "0.8:0.98", "clusters": (2, 4, 8, 16)}  # 95 % + 4 values: 64x at +0.88 pp
 
     cluster_epochs: int = option(10, "fine-tuning epochs of the clustering stage (Adam, lr 1e-4)", sweep=True)
 

@@ -1,0 +1,252 @@
+"""The trials of ``compress --method auto``: which methods, which settings, and how a trial is scored.
+
+The searched space is declared by the methods themselves: each settings class lists its
+searched fields (``SEARCH``), the objectives it can lower (``REDUCES``) and the methods that may
+follow it (``THEN``, e.g. the pruner's physical unit removal, then LC on what is left). A trial's
+values hold ``method`` — a method or a chain ``A>B`` — and, in Keras Tuner conditional scopes,
+``METHOD.FIELD`` for the stages of that method, so a Bayesian oracle models each method's
+settings only where they apply. Every trial is a real compression of the same reference
+through :func:`kcompress.pipeline.compress_one`; a chain compresses the first stage's model
+(in memory) again. The error that decides the budget is measured on the validation split, never
+on the test split (learned-index keys have no held-out split: an index must hold every key, so
+their error is ε over the keys), and the objective as ``compress`` measures it.
+"""
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kcompress import pipeline
+from kcompress.core.modeldir import staged_dir
+from kcompress.core.objectives import predict, scores
+from kcompress.core.settings import base_type, split_list
+from kcompress.core.stats import compression_stats
+from kcompress.errors import require
+from kcompress.methods import REGISTRY, settings_class
+from kcompress.methods.base import Reference
+from kcompress.tune.space import Param, add_param, one_type, parse_item, parse_value
+from kcompress.tune.trials import MODEL_DIR, ReferenceTrial, command_args
+
+OVER_BUDGET = 10.0  # the score of a trial over budget starts here; within budget it is objective / reference's
+TOTAL_KEYS = {"bits": "bits", "gzip-tflite": "tflite_gzip_bytes", "params": "params"}
+LATENCY_REPEATS = 100
+
+
+def candidate_names(objective, methods=None):
+    """The methods (and chains ``A>B``) a search tries: ``methods`` (a comma list), or every
+    method with a declared space that lowers ``objective``, and every declared chain of two such."""
+    singles = [m for m in REGISTRY if settings_class(m).SEARCH and objective in settings_class(m).REDUCES]
+    if not methods:
+        return singles + [f"{a}>{b}" for a in singles for b in settings_class(a).THEN if b in singles]
+    names = split_list(methods)
+    for name in names:
+        stages = name.split(">")
+        for stage in stages:
+            require(settings_class(stage).SEARCH, f"--methods {name}: {stage} declares no search space")
+        require(len(stages) == 1 or (len(stages) == 2 and stages[1] in settings_class(stages[0]).THEN),
+                f"--methods {name}: not a declared chain (a chain is A>B with B in A's THEN)")
+    require(len(set(names)) == len(names), f"--methods {methods!r}: repeated names")
+    return names
+
+
+def _param(cls, field, text):
+    """A searched field from ``VALUES`` text: numbers as ``tune --space`` reads them; text fields
+    (an LC task holds ``:``) as a list split on ``;`` if present, else on ``,``."""
+    kinds = {f.name: base_type(f.type) for f in cls.options()}
+    require(field in kinds, f"--space {cls.NAME}.{field}: --method {cls.NAME} has no setting {field}")
+    if kinds[field] in (int, float):
+        return parse_item(f"{field}={text}")
+    items = [t.strip() for t in str(text).split(";" if ";" in str(text) else ",")]
+    return Param(field, choices=tuple(parse_value(t) for t in items))
+
+
+def method_spaces(names, overrides=()):
+    """``{method: {field: Param}}`` of every stage in ``names``: declared, then ``--space`` items."""
+    stages = list(dict.fromkeys(s for n in names for s in n.split(">")))
+    spaces = {}
+    for m in stages:
+        cls = settings_class(m)
+        spaces[m] = {f: _param(cls, f, v) if isinstance(v, str) else Param(f, choices=tuple(v))
+                     for f, v in cls.SEARCH.items()}
+    for item in [overrides] if isinstance(overrides, str) else overrides:
+        key, sep, text = str(item).partition("=")
+        method, dot, field = key.strip().rpartition(".")
+        require(sep and dot and text, f"--space {item!r}: expected METHOD.FIELD=VALUES, e.g. prune.epochs=5")
+        require(method in spaces, f"--space {item!r}: {method} is not searched (searched: {', '.join(spaces)})")
+        spaces[method][field.replace("-", "_")] = _param(settings_class(method), field.replace("-", "_"), text)
+    return spaces
+
+
+def auto_hyperparameters(names, spaces):
+    """Keras Tuner's ``HyperParameters``: ``method``, then each stage's fields in its conditional scope."""
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    hp.Choice("method", list(names))
+    for method, space in spaces.items():
+        with hp.conditional_scope("method", [n for n in names if method in n.split(">")]):
+            for field, p in space.items():
+                add_param(hp, p, f"{method}.{field}")
+    return hp
+
+
+def auto_grid(names, spaces):
+    """Every value dict of a grid search: per method, the product of its stages' candidates."""
+    grid = []
+    for name in names:
+        axes = [(f"{m}.{f}", one_type(p.grid_values())) for m in name.split(">") for f, p in spaces[m].items()]
+        for combo in itertools.product(*(values for _, values in axes)):
+            grid.append({"method": name, **{key: v for (key, _), v in zip(axes, combo)}})
+    return grid
+
+
+def stage_settings(values, spaces):
+    """The settings of each stage of a trial's ``values`` (exit 2 if unusable)."""
+    from kcompress.tune.space import trial_value
+
+    return [settings_class(m).from_dict({f: trial_value(values[f"{m}.{f}"]) for f in spaces[m]
+                                         if f"{m}.{f}" in values})
+            for m in values["method"].split(">")]
+
+
+def selection_split(data):
+    """``(x, y)`` on which trials are judged: the validation split (learned-index keys: the keys)."""
+    if data.has_val:
+        return data.x_val, data.y_val
+    require("n_keys" in data.info, "--method auto judges trials on a validation split and the reference's data has "
+                                   "none: train the reference with --val-split > 0 (the test split is kept for the "
+                                   "final check)")
+    return data.x_train, data.y_train
+
+
+class AutoTrial(ReferenceTrial):
+    """One trial of the auto search: compress the reference with the trial's method (or chain)
+    and settings, measure the objective and the validation error, and score them."""
+
+    kind = "compress"
+    budget, resumable = None, False
+
+    def __init__(self, from_dir, settings, seed=0):
+        self.settings, self.seed = settings, seed
+        self.reference = pipeline.load_reference(from_dir)
+        self.names = candidate_names(settings.objective, settings.methods)
+        require(self.names, f"--objective {settings.objective}: no method declares a search space that lowers it")
+        self.spaces = method_spaces(self.names, settings.space)
+        self.split = selection_split(self.data)
+        self.searchable = ("method",) + tuple(f"{m}.{f}" for m, s in self.spaces.items() for f in s)
+        self.reference_error = self.error(self.reference.model)
+        self.error_budget = (settings.max_error if settings.max_error is not None
+                             else self.reference_error + settings.max_error_increase)
+        stats = compression_stats(self.reference.model, self.reference.model)["total"]
+        self.reference_bits = stats["reference_bits"]
+        self._onnx = None
+        self.reference_objective = self.measure(self.reference.model, {**stats, **self.reference.tflite_size()})
+
+    def params(self):
+        """``{name: Param}`` of the searched values, for the report's columns."""
+        space = {"method": Param("method", choices=tuple(self.names))}
+        space.update({f"{m}.{f}": p for m, s in self.spaces.items() for f, p in s.items()})
+        return space
+
+    def check(self):
+        """Exit 2 now for a declared or given candidate that cannot run (every low, high and choice)."""
+        for name in self.names:
+            stages = name.split(">")
+            first = {f"{m}.{f}": (p.low if p.is_range else p.choices[0]) for m in stages
+                     for f, p in self.spaces[m].items()}
+            for key in first:
+                p = self.spaces[key.split(".")[0]][key.split(".", 1)[1]]
+                for value in ((p.low, p.high) if p.is_range else p.choices):
+                    stage_settings({**first, key: value, "method": name}, self.spaces)
+
+    def error(self, model):
+        """The model's error on :func:`selection_split`: % for classes, ε in positions for an index."""
+        x, y = self.split
+        s = scores(y, predict(model, x), self.data, "sel_")
+        return s["sel_error"] if self.task == "classification" else s["sel_max_error"]
+
+    def measure(self, model, total):
+        """The objective of ``model``; ``total``: its compression statistics' totals."""
+        if self.settings.objective == "latency":
+            return self.latency_ms(model)
+        return float(total[TOTAL_KEYS[self.settings.objective]])
+
+    def latency_ms(self, model):
+        """Milliseconds of ``model``'s ONNX file at batch 256 on one thread in onnxruntime, timed
+        interleaved with the reference's file and scaled to the reference's first timing, so that
+        the load of a shared machine at the moment of a trial cancels out of the comparison. The
+        fastest of the calls counts, not the median: on 2 shared cores a 2 ms call is preempted
+        far more often than a 0.5 ms one, and medians made a pruned LeNet-300-100 (keep 0.24)
+        13.9x faster in a search where, timed alone a minute later, it was 3-4x faster."""
+        from kcompress.export.check import LATENCY_BATCH, OnnxRunner, interleaved_latency_ms
+        from kcompress.export.convert import to_onnx
+
+        x = self.data.x_train[:LATENCY_BATCH]  # inputs only: timing needs no labels
+        if self._onnx is None:
+            runner = OnnxRunner(to_onnx(self.reference.model))
+            self._onnx = (runner, interleaved_latency_ms([runner], x, LATENCY_REPEATS, np.min)[0])
+        ref_runner, ref_ms = self._onnx
+        mine, ref_now = interleaved_latency_ms([OnnxRunner(to_onnx(model)), ref_runner], x, LATENCY_REPEATS, np.min)
+        return ref_ms * mine / ref_now
+
+    def within(self, error):
+        """Whether ``error`` is within the budget; exactly at it counts (100·(1 − 0.94) is
+        6.000000000000005 in floating point, above a budget of 5 + 1 computed the same way)."""
+        return error <= self.error_budget + 1e-9 * max(1.0, abs(self.error_budget))
+
+    def score(self, value, error):
+        """``value`` / the reference's within the error budget; over it ``OVER_BUDGET`` + the
+        overshoot, so that no trial over budget outranks one within it (no method makes a model ten
+        times larger or slower), while the oracle still sees how far over it was."""
+        return value / self.reference_objective if self.within(error) else OVER_BUDGET + error - self.error_budget
+
+    def run(self, values, folder):
+        """Compress the reference through the trial's stages into ``folder/model``; its metrics."""
+        folder, start = Path(folder), time.perf_counter()
+        ref, stages = self.reference, stage_settings(values, self.spaces)
+        for i, settings in enumerate(stages, 1):
+            target = folder / (MODEL_DIR if i == len(stages) else f"stage{i}-{settings.NAME}")
+            with staged_dir(target, overwrite=True) as tmp:
+                record, model = pipeline.compress_one(ref, settings, tmp, self.seed, label=f"{folder.name}")
+            ref = Reference(model=model, run=record, data=ref.data, train=ref.train, folder=target,
+                            data_spec=ref.data_spec)
+        total = record["compression"]["total"]
+        value, error = self.measure(model, total), self.error(model)
+        return {"auto_score": self.score(value, error), "val_error": error, "objective": value,
+                "ratio": self.reference_objective / value, "within_budget": float(self.within(error)),
+                "bits_ratio": self.reference_bits / total["bits"], "params": float(total["params"]),
+                "seconds": time.perf_counter() - start}
+
+    def progress(self, oracle, trial_id, metrics):
+        """One line: this trial, the best within budget so far, and what is left of the budget."""
+        best = [t for t in oracle.get_best_trials(1) if t.score is not None and t.score < OVER_BUDGET]
+        best_score, best_id = (best[0].score, best[0].trial_id) if best else (None, None)
+        if metrics["auto_score"] < OVER_BUDGET and (best_score is None or metrics["auto_score"] < best_score):
+            best_score, best_id = metrics["auto_score"], trial_id
+        shown = f"{1 / best_score:.3g}x (trial {best_id})" if best_score else "none within budget yet"
+        left = []  # known to the chief's oracle only: a worker shows no budget
+        if hasattr(oracle, "trials") and oracle.max_trials and not oracle.time_budget:
+            left.append(f"{oracle.max_trials - len(oracle.trials)} trials")
+        if getattr(oracle, "time_budget", None):
+            spent = oracle.spent_seconds() + metrics["seconds"]
+            left.append(f"{max(0.0, oracle.time_budget - spent) / 60:.1f} min")
+        return (f"auto: trial {trial_id} {self.settings.objective} {metrics['ratio']:.3g}x at {metrics['val_error']:.4g} "
+                f"(budget {self.error_budget:.4g}) · best so far {shown} · left: {', '.join(left) or '-'}")
+
+    def config(self, values):
+        """The trial's settings: one ``compress --config`` mapping per stage (a list for a chain)."""
+        confs = [{"method": s.NAME, **{k: v for k, v in s.to_dict().items() if v is not None}}
+                 for s in stage_settings(values, self.spaces)]
+        return confs[0] if len(confs) == 1 else confs
+
+    def command(self, values, out):
+        """Ready ``compress`` commands that redo the trial (one per stage, each from the last)."""
+        commands, source = [], str(self.reference.folder.resolve())
+        stages = stage_settings(values, self.spaces)
+        for i, s in enumerate(stages, 1):
+            target = str(out) if i == len(stages) else f"{out}-stage{i}"
+            commands.append(["kcompress", "compress", "--from", source, "--method", s.NAME]
+                            + command_args(s.to_dict(), s.defaults()) + ["--seed", str(self.seed), "--out", target])
+            source = target
+        return commands[0] if len(commands) == 1 else commands

@@ -1,0 +1,134 @@
+"""``compress --method auto``: search methods × settings, then choose, re-test, export and check.
+
+    kcompress compress --from models/ref --method auto --objective bits --max-error-increase 0.5 \\
+        --max-trials 30 | --time-budget 2h  [--methods prune+cluster,lc] [--space lc.mu_steps=20] --out DIR
+
+The search is a ``tune`` search (:func:`kcompress.tune.search.run_search`: resumable after a
+kill by running the same command again, ``--chief``/``--worker`` as for ``tune``) whose trials
+are :class:`~kcompress.tune.auto.AutoTrial`. ``DIR`` then holds the trials and ``trials.md``,
+the Pareto front (:mod:`kcompress.tune.pareto`), ``best/`` (the chosen model directory: the
+smallest objective within the error budget), ``exported/`` (its TFLite and ONNX files with the
+deployment check) and ``summary.md`` / ``summary.json``, which state all of it.
+"""
+import shutil
+from pathlib import Path
+
+from kcompress.core.modeldir import write_json
+from kcompress.core.objectives import evaluate_model, primary_metric
+from kcompress.errors import CheckFailed
+from kcompress.tune.auto import AutoTrial, auto_grid, auto_hyperparameters
+from kcompress.tune.report import BEST_DIR, write_report
+from kcompress.tune.settings import AutoSettings
+
+PER_RUN = ("chief", "worker", "tuner_id")  # how this process takes part, not what is searched
+
+
+def compress_auto(from_dir, out, overwrite=False, seed=0, **settings):
+    """Run (or resume) the auto search into ``out``; returns the summary (``None`` on a worker)."""
+    from kcompress.tune.search import run_search
+    from kcompress.tune.tuner import trial_rows
+    from kcompress.tune.pareto import write_pareto
+
+    s = AutoSettings.from_dict(settings)
+    runner = AutoTrial(from_dir, s, seed)
+    runner.check()
+    hp = auto_hyperparameters(runner.names, runner.spaces)
+    grid = auto_grid(runner.names, runner.spaces) if s.search == "grid" else None
+    recorded = {"method": "auto", "from_dir": str(from_dir), "seed": seed, "spaces": runner.params(),
+                **{k: v for k, v in s.to_dict().items() if k not in PER_RUN}}
+    print(f"auto search over {', '.join(runner.names)}: reference {s.objective} {runner.reference_objective:.4g}, "
+          f"validation error {runner.reference_error:.4g}, budget {runner.error_budget:.4g}", flush=True)
+    out = Path(out)
+    oracle = run_search(out, recorded, hp, grid, runner, "auto_score", s.search, s.trials, seed, overwrite,
+                        s.chief, s.worker, s.tuner_id, s.time_budget)
+    if oracle is None:
+        return None
+    report = write_report(out, trial_rows(oracle), runner.params(), runner, "auto_score", "auto")
+    front = write_pareto(out, report["trials"], runner)
+    return finish(out, report, front, runner, seed)
+
+
+def finish(out, report, front, runner, seed):
+    """Re-evaluate the chosen model on the test split, export and check it, write the summary."""
+    from kcompress.export.check import export_and_check
+    from kcompress.pipeline import load_reference
+
+    best = report["best"]
+    chosen = best if best and best["metrics"].get("within_budget") else None
+    key = primary_metric(runner.task)
+    summary = _summary(report, front, runner, chosen)
+    failure = None
+    if not chosen:  # the report's best is then over budget: nothing may look chosen
+        shutil.rmtree(out / BEST_DIR, ignore_errors=True)
+        for name in ("best.yaml", "best_command.txt"):
+            (out / name).unlink(missing_ok=True)
+    else:
+        model = load_reference(out / BEST_DIR)
+        summary["test"] = {key: evaluate_model(model.model, model.data)[key],
+                           "reference": (runner.reference.run.get("metrics") or {}).get(key)}
+        try:
+            check = export_and_check(out / BEST_DIR, out / "exported", overwrite=True, seed=seed,
+                                     formats=("tflite", "onnx"), tflite_modes=("float32",))
+        except CheckFailed as e:
+            failure, check = e, read_run_report(out / "exported")
+        summary["export"] = {"passed": check["passed"], "folder": str(out / "exported"),
+                             **{r["variant"]: {"gzip_bytes": r["gzip_bytes"], "batch_latency_ms": r["batch_latency_ms"]}
+                                for r in check["files"]}}
+    write_json(out / "summary.json", summary)
+    text = summary_text(summary, runner)
+    (out / "summary.md").write_text(text + "\n")
+    print("\n" + text)
+    if failure:
+        raise failure
+    return summary
+
+
+def read_run_report(folder):
+    """The deployment check's ``report.json`` (written before a failed check raises)."""
+    import json
+
+    return json.loads((Path(folder) / "report.json").read_text())
+
+
+def _summary(report, front, runner, chosen):
+    rows = report["trials"]
+    done = [r for r in rows if r["status"] == "COMPLETED"]
+    s = runner.settings
+    summary = {"objective": s.objective, "reference": {"objective": runner.reference_objective,
+                                                       "val_error": runner.reference_error},
+               "error_budget": runner.error_budget, "trials": len(rows), "completed": len(done),
+               "within_budget": sum(bool(r["metrics"].get("within_budget")) for r in done),
+               "trial_seconds": sum(r["metrics"].get("seconds", 0.0) for r in done),
+               "front": [r["trial"] for r in front], "chosen": None}
+    if chosen:
+        summary["chosen"] = {"trial": chosen["trial"], "values": chosen["values"],
+                             **{k: chosen["metrics"][k] for k in ("objective", "ratio", "val_error", "bits_ratio")}}
+    return summary
+
+
+def summary_text(summary, runner):
+    """The summary as markdown lines."""
+    s, ref = runner.settings, summary["reference"]
+    unit = " %" if runner.task == "classification" else " positions"
+    lines = [f"# compress --method auto: {s.objective}",
+             f"- reference: {s.objective} {ref['objective']:.4g}, validation error {ref['val_error']:.4g}{unit}; "
+             f"budget {summary['error_budget']:.4g}{unit}",
+             f"- {summary['trials']} trials ({summary['completed']} completed, {summary['within_budget']} within "
+             f"budget) in {summary['trial_seconds'] / 60:.1f} min of trial time; front: trials "
+             f"{', '.join(summary['front']) or '-'} (pareto.md, pareto.png)"]
+    chosen = summary["chosen"]
+    if not chosen:
+        return "\n".join(lines + ["- no trial within the budget: nothing chosen, nothing exported"])
+    what = " ".join(f"{k}={v}" for k, v in chosen["values"].items())
+    test = summary["test"]
+    key = primary_metric(runner.task)
+    lines += [f"- chosen: trial {chosen['trial']} ({what}) -> best/",
+              f"- {s.objective}: {chosen['objective']:.4g} = {chosen['ratio']:.3g}x better than the reference "
+              f"({chosen['bits_ratio']:.3g}x fewer storage bits); validation error {chosen['val_error']:.4g}{unit}",
+              f"- test split (once, for the chosen model): {key} {test[key]:.4g}{unit} "
+              f"(reference {test['reference'] if test['reference'] is None else format(test['reference'], '.4g')}{unit})"]
+    export = summary["export"]
+    lines.append(f"- deployment check: {'pass' if export['passed'] else 'FAIL'} ({export['folder']}); ONNX batch-256 "
+                 f"latency {export['onnx']['batch_latency_ms']:.3f} ms; float32 TFLite gzip "
+                 f"{export['tflite-float32']['gzip_bytes'] / 1024:.1f} KiB")
+    return "\n".join(lines)

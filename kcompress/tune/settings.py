@@ -1,0 +1,62 @@
+"""Settings of ``compress --method auto`` (no TensorFlow: the CLI builds ``--help`` from them).
+
+``auto`` is not a registered method: it searches the registered ones (and their declared chains)
+with Keras Tuner for the smallest ``--objective`` whose validation error stays within the
+budget — ``--max-error`` absolute, or the reference's validation error plus
+``--max-error-increase`` — see :mod:`kcompress.tune.auto`.
+"""
+import re
+from dataclasses import dataclass
+
+from kcompress.core.settings import Settings, option, positive
+from kcompress.errors import UsageError, require
+
+OBJECTIVES = ("bits", "gzip-tflite", "latency", "params")
+AUTO_SEARCHES = ("bayesian", "random", "grid")
+UNITS = {"s": 1, "m": 60, "h": 3600}
+UNLIMITED = 999  # the trial limit under --time-budget alone (Keras Tuner pads trial ids to its width)
+
+
+def parse_duration(value):
+    """``"30m"`` -> 1800.0 seconds (``s``, ``m``, ``h``; a bare number is seconds)."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([smh]?)\s*", str(value))
+    try:
+        seconds = float(match.group(1)) * UNITS[match.group(2) or "s"]
+    except (AttributeError, ValueError):
+        raise UsageError(f"--time-budget {value!r}: expected a duration such as 90s, 30m or 2h") from None
+    require(seconds > 0, f"--time-budget must be positive, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class AutoSettings(Settings):
+    """What the auto search minimises, within which error budget, and for how long."""
+
+    objective: str = option("bits", "what to minimise: storage bits, gzip'd float32 TFLite bytes, onnxruntime "
+                                    "latency (batch 256, one thread, vs the reference) or parameters",
+                            choices=OBJECTIVES)
+    max_error_increase: float = option(0.5, "error budget over the reference's validation error: percentage "
+                                            "points for classes, positions of ε for learned indexes")
+    max_error: float = option(None, "absolute budget on the validation error instead (%, or ε in positions)")
+    methods: str = option(None, "comma list of methods and chains A>B to search (unset: every method and declared "
+                                "chain that lowers --objective)")
+    space: tuple = option((), "METHOD.FIELD=VALUES replaces a method's declared search space for a field (a single "
+                              "value fixes it), e.g. prune.epochs=5 or lc.mu_steps=20,40; repeat the flag",
+                          metavar="METHOD.FIELD=VALUES")
+    search: str = option("bayesian", "Keras Tuner oracle", choices=AUTO_SEARCHES)
+    max_trials: int = option(None, "trials to run (unset: 20, or unlimited with --time-budget)")
+    time_budget: float = option(None, "start no trial once the finished trials took this long, e.g. 30m or 2h",
+                                parse=parse_duration, metavar="DURATION")
+    chief: str = option(None, "serve the search to workers at HOST:PORT; exits when done", metavar="HOST:PORT")
+    worker: str = option(None, "run trials for the chief at HOST:PORT", metavar="HOST:PORT")
+    tuner_id: str = option(None, "a worker's name (default: worker-PID); reuse it to resume a killed worker")
+
+    def check(self):
+        positive(self.max_error_increase, "--max-error-increase", allow_zero=True)
+        positive(self.max_error, "--max-error", allow_zero=True)
+        positive(self.max_trials, "--max-trials")
+
+    @property
+    def trials(self):
+        """The trial limit the oracle gets (a time budget alone: practically none)."""
+        return self.max_trials or (UNLIMITED if self.time_budget else 20)

@@ -1,0 +1,155 @@
+"""compress --method auto: candidates and spaces from the settings, a tiny real search (within
+budget, non-dominated front, the chosen model exported and checked), resume without repeats,
+learned-index keys and a tabular npz, usage errors."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from kcompress.cli.main import main
+from kcompress.errors import UsageError
+from kcompress.tune.settings import parse_duration
+
+TINY = {"methods": "prune,cluster", "space": ["prune.epochs=1", "cluster.epochs=1", "prune.sparsity=0.5",
+                                               "cluster.clusters=8,16"]}
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: Keras Tuner catches Exception, not this."""
+
+
+def test_candidates_follow_the_declared_spaces_and_chains():
+    from kcompress.tune.auto import candidate_names, method_spaces
+
+    assert candidate_names("latency") == ["pruner", "alpha"]  # only these remove units or parameters
+    bits = candidate_names("bits")
+    assert {"prune", "cluster", "prune+cluster", "lc", "pruner", "pruner>lc"} <= set(bits) and "alpha>lc" not in bits
+    spaces = method_spaces(["pruner>lc"], ["lc.task=all:prune-l0:kappa=0.01", "pruner.keep=0.3:0.4"])
+    assert spaces["lc"]["task"].choices == ("all:prune-l0:kappa=0.01",)
+    assert (spaces["pruner"]["keep"].low, spaces["pruner"]["keep"].high) == (0.3, 0.4)
+    assert method_spaces(["prune+cluster"])["prune+cluster"]["clusters"].choices == (2, 4, 8, 16)  # as declared
+    for bad in ("lc>pruner", "prune,nosuch"):
+        with pytest.raises(UsageError):
+            candidate_names("bits", bad)
+    with pytest.raises(UsageError, match="no setting"):
+        method_spaces(["prune"], ["prune.nosuch=1"])
+
+
+def test_durations():
+    assert [parse_duration(t) for t in ("90s", "30m", "2h", "5")] == [90, 1800, 7200, 5]
+    with pytest.raises(UsageError):
+        parse_duration("soon")
+
+
+def test_front_is_non_dominated():
+    from kcompress.tune.pareto import non_dominated
+
+    points = [(1, 5), (2, 4), (2, 6), (3, 4), (0.5, 9)]
+    assert non_dominated(points) == [0, 1, 4]
+
+
+def test_an_error_exactly_at_the_budget_is_within_it():
+    from kcompress.tune.auto import OVER_BUDGET, AutoTrial
+
+    trial = AutoTrial.__new__(AutoTrial)  # only the budget matters here
+    trial.error_budget, trial.reference_objective = 100 * (1 - 0.95) + 1.0, 8.0
+    assert trial.within(100 * (1 - 0.94)) and not trial.within(6.1)
+    assert trial.score(2.0, 6.0) == 0.25 and trial.score(1.0, 6.1) == pytest.approx(OVER_BUDGET + 0.1)
+
+
+def _dominated(a, b):
+    """Whether trial metrics ``a`` are dominated by ``b``."""
+    x, y = (a["objective"], a["val_error"]), (b["objective"], b["val_error"])
+    return y[0] <= x[0] and y[1] <= x[1] and y != x
+
+
+def test_auto_search_chooses_within_budget_exports_and_checks(reference_dir, tmp_path):
+    from kcompress import api
+
+    out = tmp_path / "auto"
+    summary = api.compress(reference_dir, "auto", out, search="grid", max_error_increase=2.0, **TINY)
+    with open(out / "trials.csv") as f:
+        metrics = [{k: float(r[k]) for k in ("objective", "val_error")} for r in csv.DictReader(f)
+                   if r["status"] == "completed"]
+    assert len(metrics) == 3  # the grid: 1 sparsity + 2 cluster counts
+    chosen = summary["chosen"]
+    assert chosen and chosen["val_error"] <= summary["error_budget"]
+    within = [m for m in metrics if m["val_error"] <= summary["error_budget"] + 1e-9]
+    assert chosen["objective"] == min(m["objective"] for m in within)
+    front = [m for m in metrics if not any(_dominated(m, o) for o in metrics)]
+    assert len(front) == len(summary["front"]) and (out / "pareto.png").is_file()
+    assert (out / "pareto.csv").read_text().count("\n") == len(front) + 1
+    report = json.loads((out / "exported" / "report.json").read_text())
+    assert report["passed"] and summary["export"]["passed"] and (out / "best" / "run.json").is_file()
+    assert summary["test"]["test_error"] == pytest.approx(json.loads((out / "best" / "run.json").read_text())
+                                                          ["metrics"]["test_error"])
+    assert "deployment check: pass" in (out / "summary.md").read_text()
+
+
+def test_resume_after_a_kill_repeats_no_trial(reference_dir, tmp_path, monkeypatch):
+    from kcompress import api
+    from kcompress.tune.auto import AutoTrial
+
+    calls, real = [], AutoTrial.run
+
+    def run(self, values, folder):
+        calls.append(folder.name)
+        if len(calls) == 2:
+            raise Killed()
+        return real(self, values, folder)
+
+    monkeypatch.setattr(AutoTrial, "run", run)
+    settings = dict(search="random", max_trials=2, max_error_increase=5.0, **TINY)
+    with pytest.raises(Killed):
+        api.compress(reference_dir, "auto", tmp_path / "auto", **settings)
+    assert calls == ["trial_0", "trial_1"]
+    summary = api.compress(reference_dir, "auto", tmp_path / "auto", **settings)
+    assert calls[2:] == ["trial_1"]  # the killed trial again; trial 0 is not redone
+    assert summary["completed"] == 2
+
+
+def test_learned_index_keys_judge_epsilon_on_the_keys_within_a_time_budget(tmp_path):
+    from kcompress import api
+
+    api.train(tmp_path / "index", model="index64", data="keys:uniform:600", epochs=1, seed=0, verbose=0)
+    summary = api.compress(tmp_path / "index", "auto", tmp_path / "auto", objective="gzip-tflite",
+                           methods="cluster", space=["cluster.epochs=1"], time_budget="1s", max_error=1e9,
+                           search="random")
+    assert summary["trials"] == 1  # the first trial spends the second
+    assert summary["chosen"]["val_error"] > 0 and summary["export"]["passed"]
+    none = api.compress(tmp_path / "index", "auto", tmp_path / "none", objective="bits", methods="cluster",
+                        space=["cluster.epochs=1", "cluster.clusters=2"], max_trials=1, max_error=0.0, search="random")
+    assert none["chosen"] is None and none["completed"] == 1
+    assert not (tmp_path / "none" / "best").exists() and not (tmp_path / "none" / "exported").exists()
+    assert "no trial within the budget" in (tmp_path / "none" / "summary.md").read_text()
+
+
+def test_tabular_npz_and_a_reference_without_validation(tmp_path, capsys):
+    from kcompress import api
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    np.savez(tmp_path / "t.npz", x_train=x[:240], y_train=y[:240], x_test=x[240:], y_test=y[240:])
+    api.train(tmp_path / "ref", model="lenet300", data=str(tmp_path / "t.npz"), epochs=3, seed=0, verbose=0)
+    summary = api.compress(tmp_path / "ref", "auto", tmp_path / "auto", objective="params", methods="pruner",
+                           space=["pruner.max_epochs=2", "pruner.epochs=1", "pruner.keep=0.5"], max_trials=1,
+                           max_error_increase=100, search="random")
+    assert summary["chosen"]["objective"] < summary["reference"]["objective"]  # units really removed
+    api.train(tmp_path / "noval", model="lenet300", data=str(tmp_path / "t.npz"), epochs=1, seed=0, verbose=0,
+              val_split=0)
+    code = main(["compress", "--from", str(tmp_path / "noval"), "--method", "auto", "--out", str(tmp_path / "x")])
+    assert code == 2 and "--val-split" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "nosuch"], "unknown --method"),
+    (["--space", "prune.sparsity"], "METHOD.FIELD=VALUES"),
+    (["--time-budget", "soon"], "--time-budget"),
+    (["--objective", "speed"], "--objective"),
+])
+def test_auto_usage_errors(reference_dir, tmp_path, capsys, args, message):
+    code = main(["compress", "--from", str(reference_dir), "--method", "auto", "--out", str(tmp_path / "a"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0]

@@ -184,3 +184,29 @@ def test_index64_biases_start_random_like_its_weights():
     biases = [model.get_layer(n).bias.numpy() for n in ("dense_1", "dense_2")]
     assert all(0.02 < b.std() < 0.08 and abs(b.mean()) < 0.03 for b in biases)
     assert not build_model("lenet300", (28, 28), 10).get_layer("dense_1").bias.numpy().any()
+
+
+def test_cluster_of_a_learned_index_keeps_its_best_epsilon_epoch(tmp_path):
+    import json
+
+    from kcompress import api
+
+    api.train(tmp_path / "index", model="index64", data="keys:uniform:600", epochs=1, seed=0, verbose=0)
+    api.compress(tmp_path / "index", "cluster", tmp_path / "c8", clusters=8, epochs=2)
+    run = json.loads((tmp_path / "c8" / "run.json").read_text())
+    best = next(v["best_checkpoint"] for v in _walk(run) if "best_checkpoint" in v)
+    assert best["epochs_run"] == 2 and best["best_max_error"] == min(best["max_error_per_epoch"])
+    assert best["best_epoch"] == 1 + best["max_error_per_epoch"].index(best["best_max_error"])
+    # the saved (stripped) model is the best epoch's: its ε is the best one
+    assert abs(run["metrics"]["max_error"] - best["best_max_error"]) < 1e-3 * max(1.0, best["best_max_error"])
+
+
+def _walk(d):
+    if isinstance(d, dict):
+        yield d
+        for v in d.values():
+            yield from _walk(v)
+    elif isinstance(d, list):
+        for v in d:
+            yield from _walk(v)
+

@@ -38,7 +38,7 @@ def cluster(reference, model, settings, preserve_sparsity=False):
         return wrap
 
     plain, history, record = common.run_stage(reference, model, settings, make_wrap,
-                                              tfmot.clustering.keras.strip_clustering)
+                                              tfmot.clustering.keras.strip_clustering, keep_best=True)
     for name in frozen:
         plain.get_layer(name).trainable = True
     record["clustering"] = {"clusters": k, "cluster_init": settings.cluster_init, "preserve_sparsity": preserve_sparsity}

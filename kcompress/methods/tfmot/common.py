@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from kcompress.backend import keras
-from kcompress.core.objectives import predict
+from kcompress.core.objectives import predict, scores
 from kcompress.errors import require
 from kcompress.methods.base import finetune_config, target_layers
 from kcompress.training.loop import fit
@@ -75,22 +75,56 @@ def strip(wrapped, strip_fn):
     return plain
 
 
-def run_stage(reference, model, settings, make_wrap, strip_fn, callbacks=()):
+class BestMaxError(keras.callbacks.Callback):
+    """Regression references: after each epoch, the exact ε (max |error| in positions, numpy, on
+    the whole test split, the number ``compress`` reports) of the model being fine-tuned; at the
+    end the weights of the epoch with the lowest ε are restored (the last epoch's if it is the best).
+
+    tfmot clustering re-assigns weights to centroids every step, so ε jumps by thousands of
+    positions between epochs (``bench/results/index_sweeps.md``); the last epoch is a lottery
+    ticket, the best one is not."""
+
+    def __init__(self, data):
+        super().__init__()
+        self.data, self.best, self.best_epoch, self.per_epoch, self._weights = data, math.inf, None, [], None
+
+    def on_epoch_end(self, epoch, logs=None):
+        eps = scores(self.data.y_test, predict(self.model, self.data.x_test), self.data)["max_error"]
+        self.per_epoch.append(eps)
+        if eps < self.best:
+            self.best, self.best_epoch, self._weights = eps, epoch + 1, self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self._weights is not None and self.best_epoch != len(self.per_epoch):
+            self.model.set_weights(self._weights)
+
+    def record(self):
+        return {"best_epoch": self.best_epoch, "best_max_error": self.best,
+                "epochs_run": len(self.per_epoch), "max_error_per_epoch": self.per_epoch}
+
+
+def run_stage(reference, model, settings, make_wrap, strip_fn, callbacks=(), keep_best=False):
     """One tfmot stage: wrap the chosen layers, fine-tune, strip. Returns (plain, history, record).
 
     ``make_wrap(cfg)`` returns the per-layer wrapping function, given the fine-tuning config
     (pruning schedules are counted in optimizer steps). ``fit`` runs without ``backup_dir``:
     the wrapped model is never written to disk, only the stripped one is returned.
+    With ``keep_best`` (the clustering stages), a regression reference (a learned index) keeps
+    the epoch with the lowest exact ε (:class:`BestMaxError`; ``run.json``: ``best_checkpoint``).
+    Pruning does not: an early epoch of a gradual schedule is not yet at the target sparsity.
     """
     cfg = finetune_config(reference, settings)
     wrapped, layers = wrap_layers(model, settings, make_wrap(cfg))
-    history = fit(wrapped, reference.data, cfg, callbacks=callbacks)
+    best = BestMaxError(reference.data) if keep_best and reference.data.task == "regression" else None
+    history = fit(wrapped, reference.data, cfg, callbacks=list(callbacks) + ([best] if best else []))
     plain = strip(wrapped, strip_fn)
     x = reference.data.x_test[:CHECK_SAMPLES]
     diff = float(np.max(np.abs(predict(wrapped, x) - predict(plain, x))))
     record = {"layers": layers, "finetune": cfg.to_dict(), "execution": history.execution,
               "stripped_vs_wrapped_max_abs_diff": diff,
               "kernels": kernel_summary(plain, layers["wrapped"])}
+    if best is not None:
+        record["best_checkpoint"] = best.record()
     return plain, history, record
 
 

@@ -11,6 +11,13 @@ The fine-tuning defaults are recipes measured on LeNet-300-100 / the MNIST sampl
   centroid's gradient is thousands of times a weight's: plain SGD at lr 1e-2 throws the centroids
   away and LeNet-300-100 falls to chance. Adam scales each variable's step by its own gradient
   size, so at lr 1e-4 the centroids settle near the k-means solution while assignments adjust.
+
+On a learned index (a regression reference) ε jumps by thousands of positions between clustering
+epochs, so the clustering stage keeps the epoch with the lowest exact ε (``run.json``:
+``best_checkpoint``). These defaults do not yet meet issue 14's targets there: on
+``models/index-ref-rn`` (ε 626.5) ``cluster --clusters 16`` gives 2,353, ``--clusters 8`` 12,555 and
+``prune+cluster --sparsity 0.5 --clusters 16`` 4,167; LC quantization did no better than 1,546
+(``bench/results/index_sweeps.md``).
 """
 from dataclasses import dataclass
 

@@ -143,7 +143,7 @@ def test_bad_task_strings_say_why(text, reason):
 
 
 def test_bad_tasks_exit_2_from_the_cli(reference_dir, tmp_path, capsys):
-    from kcompress.cli.main.main import main
+    from kcompress.cli.main import main
 
     base = ["compress", "--from", str(reference_dir), "--method", "lc", "--out", str(tmp_path / "o")]
     assert main(base + ["--task", "all:lowrank:rank=3"]) == 2

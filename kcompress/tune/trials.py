@@ -52,7 +52,7 @@ def command_args(conf, defaults):
     ``--flag`` / ``--no-flag``, lists as repeated flags or comma lists, as the CLI reads them."""
     args = []
     for key, value in conf.items():
-        if value is None or (key in defaults and defaults[key] == value):
+        if value is None or value in ((), [], "") or (key in defaults and defaults[key] == value):
             continue
         if isinstance(value, bool):
             args.append(flag_name(key) if value else "--no-" + key.replace("_", "-"))

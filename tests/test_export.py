@@ -39,3 +39,30 @@ def test_a_disagreeing_float_export_fails_after_writing_its_report(reference_dir
     with pytest.raises(CheckFailed, match="differ from Keras"):
         api.export(reference_dir, tmp_path / "strict", formats="onnx", tolerance=1e-12)
     assert json.loads((tmp_path / "strict" / "report.json").read_text())["passed"] is False
+
+
+def test_the_reference_tflite_size_is_reused_only_for_the_weights_it_was_measured_on(reference, monkeypatch):
+    """train records the TFLite size with a digest of the weights; a file whose weights were
+    replaced afterwards (as the LC side-by-side script does) is converted again."""
+    from dataclasses import replace
+
+    from kcompress.export import convert
+
+    calls = []
+    real = convert.tflite_size
+    monkeypatch.setattr(convert, "tflite_size", lambda m: calls.append(1) or real(m))
+    recorded = reference.run["tflite"]
+    fresh = replace(reference, _tflite_size=None)
+    assert fresh.tflite_size() == {k: recorded[k] for k in ("tflite_bytes", "tflite_gzip_bytes")} and not calls
+    changed = replace(reference, model=_scaled_copy(reference.model), _tflite_size=None)
+    sizes = changed.tflite_size()
+    assert calls == [1] and sizes["tflite_bytes"] == recorded["tflite_bytes"]
+    assert sizes["tflite_gzip_bytes"] != recorded["tflite_gzip_bytes"]
+
+
+def _scaled_copy(model):
+    from kcompress.pipeline import clone
+
+    copy = clone(model)
+    copy.set_weights([w * 0.5 for w in model.get_weights()])
+    return copy

@@ -13,11 +13,21 @@ For every weight array the storage cost is the cheapest of the encodings that ap
 A low-rank layer is factorised into two layers, so it is counted as r·(m + n) floats
 naturally. The ratio is the reference's bits divided by the compressed model's bits.
 """
+import hashlib
 import math
 
 import numpy as np
 
 FLOAT_BITS = 32
+
+
+def weights_digest(arrays):
+    """A short digest of a model's weight arrays: a recorded measurement of the model (its TFLite
+    size) is reused only while the weights it was measured on are still the ones in the file."""
+    h = hashlib.sha1()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
 
 
 def index_bits(k):

@@ -10,6 +10,7 @@ import gzip
 import numpy as np
 
 from kcompress.backend import tf
+from kcompress.core.stats import weights_digest
 from kcompress.errors import require
 from kcompress.export.settings import DEFAULT_OPSET, TFLITE_MODES
 
@@ -57,6 +58,7 @@ def gzip_size(blob):
 
 
 def tflite_size(model):
-    """Bytes and gzip'd bytes of ``model``'s float32 TFLite file."""
+    """Bytes and gzip'd bytes of ``model``'s float32 TFLite file, with the digest of the weights
+    they were measured on (``weights_sha1``)."""
     blob = to_tflite(model, "float32")
-    return {"tflite_bytes": len(blob), "tflite_gzip_bytes": gzip_size(blob)}
+    return {"tflite_bytes": len(blob), "tflite_gzip_bytes": gzip_size(blob), "weights_sha1": weights_digest(model.get_weights())}

@@ -14,6 +14,7 @@ from typing import Callable, ClassVar, Optional, Protocol
 
 from kcompress.core.data import Dataset
 from kcompress.core.settings import Settings, option, positive
+from kcompress.core.stats import weights_digest
 from kcompress.errors import require
 from kcompress.training.config import LR_SCHEDULES, OPTIMIZERS, TrainConfig, batch_size
 
@@ -87,16 +88,17 @@ class Reference:
 
     def tflite_size(self):
         """The reference's float32 TFLite sizes: from its ``run.json`` (``train`` and ``compress``
-        record them), else converted once — every setting of a sweep and every tuner trial compares
-        with them. Converting LeNet-300-100 costs ~0.8 s, once per command without the record."""
+        record them with the digest of the weights they were measured on), else converted once —
+        every setting of a sweep and every tuner trial compares with them. Converting
+        LeNet-300-100 costs ~0.8 s, once per command without a record that still holds."""
         if self._tflite_size is None:
-            recorded = {k: v for k, v in ((self.run.get("compression") or {}).get("total") or
-                                          self.run.get("tflite") or {}).items() if k in TFLITE_KEYS}
-            if len(recorded) < len(TFLITE_KEYS):
+            total = (self.run.get("compression") or {}).get("total") or {}
+            recorded = self.run.get("tflite") or {k: total.get(k) for k in (*TFLITE_KEYS, "weights_sha1")}
+            if recorded.get("weights_sha1") != weights_digest(self.model.get_weights()):
                 from kcompress.export.convert import tflite_size
 
                 recorded = tflite_size(self.model)
-            self._tflite_size = recorded
+            self._tflite_size = {k: recorded[k] for k in TFLITE_KEYS}
         return self._tflite_size
 
 

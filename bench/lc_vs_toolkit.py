@@ -28,8 +28,8 @@ def wrappers(folder):
     folder.mkdir(parents=True, exist_ok=True)
     env = f'PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}}'
     scripts = {"python": f'{env} exec {sys.executable} "$@"\n',
-               "kcompress": f'{env} exec {sys.executable} -c "import sys; from kcompress.cli.main import main; '
-                            f'sys.exit(main())" "$@"\n'}
+               "kcompress": f'{env} exec {sys.executable} -c "import sys; from kcompress.cli.main import run; '
+                            f'sys.exit(run())" "$@"\n'}
     for name, body in scripts.items():
         path = folder / name
         path.write_text("#!/bin/bash\n" + body)

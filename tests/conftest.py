@@ -1,8 +1,24 @@
 """Shared fixtures: a small trained reference model, built once per test session."""
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 
 import kcompress  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+
+
+def pytest_configure(config):
+    """The suite's XLA cache (see kcompress.backend) lives in a folder of its own, shared by the
+    suite's processes and removed at the end: tests neither read nor grow the user's cache."""
+    if "KCOMPRESS_XLA_CACHE" not in os.environ:
+        config.xla_cache = os.environ["KCOMPRESS_XLA_CACHE"] = tempfile.mkdtemp(prefix="kcompress-xla-")
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "xla_cache", None):
+        shutil.rmtree(config.xla_cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

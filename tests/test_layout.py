@@ -85,12 +85,19 @@ def test_help_shows_each_default_once():
     assert "--no-pruning-loss-only" in text and "--pruning-loss-only" in text
 
 
-def test_tensorflow_start_up_lines_are_hidden(reference_dir):
-    """A command that loads TensorFlow prints only its own lines (``--verbose`` would show TF's)."""
+def test_tensorflow_start_up_lines_are_hidden_and_the_quick_exit_keeps_the_output(reference_dir, tmp_path):
+    """A command that loads TensorFlow prints only its own lines (``--verbose`` would show TF's);
+    the console script leaves with ``os._exit`` once done, after flushing every line and with
+    its exit code (0 here, 2 for a user's mistake after TensorFlow loaded)."""
     proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "evaluate", "--from", str(reference_dir)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "" and proc.stdout.startswith("evaluated ")
+    assert "test_error" in proc.stdout and proc.stdout.endswith("\n")
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    bad = subprocess.run([sys.executable, str(ROOT / "cli.py"), "evaluate", "--from", str(reference_dir),
+                          "--data", str(tmp_path / "bad.npz")], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.startswith("kcompress: error: ") and bad.stderr.endswith("\n")
 
 
 def test_every_method_declares_typed_settings():

@@ -137,3 +137,20 @@ def test_a_step_xla_cannot_compile_falls_back_and_says_why(small_mnist):
     history = fit(wrapped, small_mnist, TrainConfig(epochs=2, batch_size=64, verbose=0))
     assert not history.execution["jit_compile"] and "no XLA" in history.execution["reason"]
     assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
+
+
+def test_xla_steps_persist_in_the_cache_folder_which_is_trimmed_oldest_first(reference_dir, tmp_path):
+    """Training under XLA leaves compiled steps in $KCOMPRESS_XLA_CACHE (the suite's own folder,
+    see conftest); ``trim`` keeps the most recently written files within the limit."""
+    import os
+
+    from kcompress import backend
+
+    folder = os.environ["KCOMPRESS_XLA_CACHE"]
+    assert f"--tf_xla_persistent_cache_directory={folder}" in os.environ["TF_XLA_FLAGS"]
+    assert any(name.endswith(".pb") for name in os.listdir(folder))  # reference_dir trained under XLA
+    for i, size in enumerate((300, 200, 100)):
+        (tmp_path / f"e{i}").write_bytes(b"x" * size)
+        os.utime(tmp_path / f"e{i}", (1000 + i, 1000 + i))
+    backend.trim(tmp_path, 350)
+    assert sorted(os.listdir(tmp_path)) == ["e1", "e2"]

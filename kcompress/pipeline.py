@@ -9,6 +9,7 @@ validation share and seed — inherited through any chain of compressions, so th
 taking ``--from`` finds the data again without a flag.
 """
 import contextlib
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from kcompress.core.modeldir import (
     write_json,
 )
 from kcompress.core.objectives import evaluate_model, predict, primary_metric
-from kcompress.core.stats import compression_stats, format_stats
+from kcompress.core.stats import compression_stats, format_stats, weights_digest
 from kcompress.core.zoo import build_model
 from kcompress.errors import require
 from kcompress.export.convert import tflite_size
@@ -64,7 +65,20 @@ def load_reference(folder, data=None):
     require(ds.task != "classification" or ds.num_classes <= out_dim,
             f"--data: {ds.num_classes} classes but the model has {out_dim} outputs")
     train = TrainConfig.from_dict(run.get("train") or run.get("settings") or {}, strict=False)
+    run = _true_to_the_weights(run, model, ds if data is None else None, folder)
     return Reference(model=model, run=run, data=ds, train=train, folder=Path(folder), data_spec=spec)
+
+
+def _true_to_the_weights(run, model, data, folder):
+    """``run`` as it holds for the weights in ``folder``: a record written for other weights (the
+    model file was replaced afterwards) gets its metrics measured again (on ``data``, the
+    record's own dataset) and its TFLite size dropped, with a one-line notice."""
+    if run.get("weights_sha1") in (None, weights_digest(model.get_weights())):
+        return run
+    print(f"kcompress: notice: {folder} holds other weights than its {RUN_FILE} was written for; "
+          "its metrics are measured again", file=sys.stderr)
+    run = {k: v for k, v in run.items() if k not in ("tflite", "compression")}
+    return {**run, "metrics": evaluate_model(model, data) if data is not None else None}
 
 
 def clone(model):
@@ -80,6 +94,7 @@ def finish(model, data, record, folder, title, plot=None, markers=()):
     folder = Path(folder)
     test_pred = predict(model, data.x_test)
     record["metrics"] = evaluate_model(model, data, test_pred=test_pred)
+    record["weights_sha1"] = weights_digest(model.get_weights())
     save_model(model, folder)
     write_json(folder / RUN_FILE, record)
     history = record.get("history") or {}

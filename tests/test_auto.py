@@ -24,7 +24,8 @@ def test_candidates_follow_the_declared_spaces_and_chains():
 
     assert candidate_names("latency") == ["pruner", "alpha"]  # only these remove units or parameters
     bits = candidate_names("bits")
-    assert {"prune", "cluster", "prune+cluster", "lc", "pruner", "pruner>lc"} <= set(bits) and "alpha>lc" not in bits
+    assert {"prune", "cluster", "prune+cluster", "lc", "pruner", "pruner>lc", "lc>cluster"} <= set(bits)
+    assert "alpha>lc" not in bits and "lc>cluster" not in candidate_names("latency")
     spaces = method_spaces(["pruner>lc"], ["lc.task=all:prune-l0:kappa=0.01", "pruner.keep=0.3:0.4"])
     assert spaces["lc"]["task"].choices == ("all:prune-l0:kappa=0.01",)
     assert (spaces["pruner"]["keep"].low, spaces["pruner"]["keep"].high) == (0.3, 0.4)

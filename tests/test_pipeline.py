@@ -87,3 +87,26 @@ def test_demo_runs_the_whole_path(tmp_path):
     assert table.count("| pass |") == 3
     assert (tmp_path / "m" / "summary.md").is_file() and (tmp_path / "e" / "lc" / "model.onnx").is_file()
     assert "deployment check: pass" in (tmp_path / "m" / "auto" / "summary.md").read_text()
+
+
+def test_a_model_file_replaced_after_its_record_is_measured_again(reference_dir, tmp_path, capsys):
+    """run.json carries the digest of the weights it was written for; a directory whose model
+    file was overwritten since (as the LC side-by-side script does) is not trusted for its
+    metrics or its TFLite size."""
+    import shutil
+
+    from kcompress.core.modeldir import save_model
+    from kcompress.core.objectives import evaluate_model
+
+    folder = tmp_path / "replaced"
+    shutil.copytree(reference_dir, folder)
+    recorded = json.loads((folder / "run.json").read_text())
+    assert recorded["weights_sha1"]
+    assert load_reference(folder).run["metrics"] == recorded["metrics"] and not capsys.readouterr().err
+    model = load_reference(folder).model
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    save_model(model, folder)
+    ref = load_reference(folder)
+    assert "holds other weights than its run.json was written for" in capsys.readouterr().err
+    assert ref.run["metrics"] == evaluate_model(ref.model, ref.data) != recorded["metrics"]
+    assert "tflite" not in ref.run

@@ -52,14 +52,17 @@ def test_cluster_leaves_at_most_k_values_per_kernel(small, tmp_path):
     assert len(np.unique(kernels["dense_3"])) > 4  # not chosen: untouched
     assert result.record["layers"]["untouched"] == ["dense_3"]
     assert result.record["stripped_vs_wrapped_max_abs_diff"] < 1e-5
+    assert result.record["clustering"]["zeros_kept_in"] == []  # dense kernels: no value given up to zero
 
 
-def test_prune_then_cluster_keeps_every_zero(small):
+def test_clustering_a_pruned_model_keeps_every_zero(small):
+    """``--method cluster`` on a pruned model (as in the auto search's lc>cluster chain) keeps the
+    zeros of each sparse kernel without being told."""
     settings = {**QUICK, "sparsity": 0.8, "clusters": 4}
     pruned, _, _ = prune.prune(small, clone(small.model), PruneSettings.from_dict(settings, strict=False))
     zeros = {name: pruned.get_layer(name).kernel.numpy() == 0 for name in KERNELS}  # wrapping changes `pruned`
-    plain, _, record = cluster.cluster(small, pruned, ClusterSettings.from_dict(settings, strict=False),
-                                       preserve_sparsity=True)
+    plain, _, record = cluster.cluster(small, pruned, ClusterSettings.from_dict(settings, strict=False))
+    assert record["clustering"]["zeros_kept_in"] == list(KERNELS)
     for name in KERNELS:
         after = plain.get_layer(name).kernel.numpy()
         assert np.mean(zeros[name]) == pytest.approx(0.8, abs=0.01)

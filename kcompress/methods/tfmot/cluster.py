@@ -5,7 +5,10 @@ nearest of K centroids (initialised by k-means++, linearly, by density or at ran
 centroids and the weights' assignments are fine-tuned on the reference's own loss; the
 stripped kernel then holds at most K distinct values (biases are not clustered). With
 ``preserve_sparsity`` (used by ``prune+cluster``) one centroid is pinned at zero and the
-zeros of a pruned kernel stay zeros.
+zeros of a pruned kernel stay zeros. ``--method cluster`` decides per kernel: a kernel of
+which at least :data:`SPARSE_SHARE` is exactly zero (a model pruned before, e.g. by LC in the
+auto search's ``lc>cluster`` chain) keeps its zeros; a dense kernel does not give up one of its
+K values to zero.
 """
 import numpy as np
 import tensorflow_model_optimization as tfmot
@@ -13,18 +16,23 @@ import tensorflow_model_optimization as tfmot
 from kcompress.methods.base import CompressionResult
 from kcompress.methods.tfmot import common
 
+SPARSE_SHARE = 0.1  # a trained dense kernel holds no exact zeros; a pruned one holds most
 
-def cluster(reference, model, settings, preserve_sparsity=False):
+
+def cluster(reference, model, settings, preserve_sparsity=None):
     """Cluster ``model``'s chosen kernels with :class:`ClusterSettings` ``settings``;
-    returns (plain, history, record)."""
+    ``preserve_sparsity`` None decides per kernel (see the module). Returns (plain, history, record)."""
     k = settings.clusters
     init = tfmot.clustering.keras.CentroidInitialization[common.CLUSTER_INITS[settings.cluster_init]]
 
-    frozen = []
+    frozen, sparse = [], []
 
     def wrap(layer):
         kernel = layer.kernel.numpy()
-        values = np.unique(kernel[kernel != 0] if preserve_sparsity else kernel)
+        keep_zeros = np.mean(kernel == 0) >= SPARSE_SHARE if preserve_sparsity is None else preserve_sparsity
+        if keep_zeros:
+            sparse.append(layer.name)
+        values = np.unique(kernel[kernel != 0] if keep_zeros else kernel)
         if len(values) <= k:
             # Already within K values (k-means could not even seed K centroids): keep it as it
             # is, frozen while the others fine-tune, so that its values (and zeros) survive.
@@ -32,7 +40,7 @@ def cluster(reference, model, settings, preserve_sparsity=False):
             frozen.append(layer.name)
             raise ValueError(f"already holds {len(values)} distinct values (<= {k}); kept as is")
         return tfmot.clustering.keras.cluster_weights(
-            layer, number_of_clusters=k, cluster_centroids_init=init, preserve_sparsity=preserve_sparsity)
+            layer, number_of_clusters=k, cluster_centroids_init=init, preserve_sparsity=bool(keep_zeros))
 
     def make_wrap(cfg):
         return wrap
@@ -41,7 +49,7 @@ def cluster(reference, model, settings, preserve_sparsity=False):
                                               tfmot.clustering.keras.strip_clustering, keep_best=True)
     for name in frozen:
         plain.get_layer(name).trainable = True
-    record["clustering"] = {"clusters": k, "cluster_init": settings.cluster_init, "preserve_sparsity": preserve_sparsity}
+    record["clustering"] = {"clusters": k, "cluster_init": settings.cluster_init, "zeros_kept_in": sparse}
     return plain, history, record
 
 

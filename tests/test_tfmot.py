@@ -53,6 +53,15 @@ def test_cluster_leaves_at_most_k_values_per_kernel(small, tmp_path):
     assert result.record["layers"]["untouched"] == ["dense_3"]
     assert result.record["stripped_vs_wrapped_max_abs_diff"] < 1e-5
     assert result.record["clustering"]["zeros_kept_in"] == []  # dense kernels: no value given up to zero
+    # tfmot's clustering wrappers train ~20x slower under XLA: the run says it chose the plain graph
+    assert not result.record["execution"]["jit_compile"]
+    assert "ClusterWeights" in result.record["execution"]["reason"]
+
+
+def test_prune_keeps_xla(small):
+    """tfmot's pruning wrappers compile with XLA (as fast as without, and the record says so)."""
+    result = run_method(prune, PruneSettings, small, sparsity=0.5)
+    assert result.record["execution"]["jit_compile"] and result.record["execution"]["reason"] == ""
 
 
 def test_clustering_a_pruned_model_keeps_every_zero(small):

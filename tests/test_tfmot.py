@@ -10,7 +10,7 @@ from kcompress.backend import keras
 from kcompress.cli.main import main
 from kcompress.core.modeldir import MODEL_FILE, save_model
 from kcompress.core.stats import array_bits, compression_stats
-from kcompress.methods.tfmot import cluster, common, prune
+from kcompress.methods.tfmot import cluster, common, fixed_sharing, prune
 from kcompress.methods.tfmot.settings import ClusterSettings, PruneSettings
 
 KERNELS = ("dense_1", "dense_2", "dense_3")
@@ -64,20 +64,49 @@ def test_prune_keeps_xla(small):
     assert result.record["execution"]["jit_compile"] and result.record["execution"]["reason"] == ""
 
 
-def test_clustering_a_pruned_model_keeps_every_zero(small):
+@pytest.mark.parametrize("assignments, clusters, fixed", [("tfmot", 4, False), ("fixed", 4, True), ("tfmot", 2, True)])
+def test_clustering_a_pruned_model_keeps_every_zero(small, assignments, clusters, fixed):
     """``--method cluster`` on a pruned model (as in the auto search's lc>cluster chain) keeps the
-    zeros of each sparse kernel without being told."""
-    settings = {**QUICK, "sparsity": 0.8, "clusters": 4}
+    zeros of each sparse kernel without being told, with either assignments; tfmot cannot keep
+    zeros with K = 2, so such kernels take fixed assignments."""
+    settings = {**QUICK, "sparsity": 0.8, "clusters": clusters, "assignments": assignments}
     pruned, _, _ = prune.prune(small, clone(small.model), PruneSettings.from_dict(settings, strict=False))
     zeros = {name: pruned.get_layer(name).kernel.numpy() == 0 for name in KERNELS}  # wrapping changes `pruned`
     plain, _, record = cluster.cluster(small, pruned, ClusterSettings.from_dict(settings, strict=False))
     assert record["clustering"]["zeros_kept_in"] == list(KERNELS)
+    assert record["clustering"]["fixed_in"] == (list(KERNELS) if fixed else [])
     for name in KERNELS:
         after = plain.get_layer(name).kernel.numpy()
         assert np.mean(zeros[name]) == pytest.approx(0.8, abs=0.01)
         assert np.all(after[zeros[name]] == 0), name
-        assert len(np.unique(after)) <= 4, name
+        assert len(np.unique(after)) <= clusters, name
     assert record["stripped_vs_wrapped_max_abs_diff"] < 1e-5
+
+
+def test_fixed_assignments_train_the_shared_values_and_keep_the_partition(small):
+    """``--assignments fixed``: each weight keeps the value index k-means gave it; the K values move."""
+    model = clone(small.model)
+    kernel = model.get_layer("dense_2").kernel.numpy()
+    codebook, assignments = fixed_sharing.initial_codebook(kernel, 8, keep_zeros=False)
+    shapes = [w.shape for w in model.get_weights()]
+    settings = ClusterSettings.from_dict({**QUICK, "clusters": 8, "assignments": "fixed", "lr": 1e-3})
+    plain, _, record = cluster.cluster(small, model, settings)
+    after = plain.get_layer("dense_2").kernel.numpy()
+    trained = np.array([after[assignments == j][0] for j in range(8)])
+    np.testing.assert_array_equal(after, trained[assignments])  # same partition, one value per index
+    assert not np.allclose(trained, codebook)  # the values were trained
+    assert record["clustering"]["assignments"] == "fixed" and record["finetune"]["lr"] == 1e-3
+    assert [w.shape for w in plain.get_weights()] == shapes  # the layers' weights in their order
+    assert record["stripped_vs_wrapped_max_abs_diff"] < 1e-5
+
+
+def test_assignments_and_recipe_follow_the_reference_task():
+    """``--assignments auto``: tfmot's for a classifier, fixed (with their recipe) for a regression
+    net; a flag the user gave wins over the recipe."""
+    classifier, index = ClusterSettings().for_task("classification"), ClusterSettings().for_task("regression")
+    assert (classifier.assignments, classifier.lr, classifier.epochs, classifier.batch_size) == ("tfmot", 1e-4, 10, None)
+    assert (index.assignments, index.lr, index.epochs, index.batch_size) == ("fixed", 3e-3, 100, 4096)
+    assert ClusterSettings(lr=1e-3, epochs=5).for_task("regression").lr == 1e-3
 
 
 def test_a_kernel_with_fewer_nonzeros_than_clusters_is_kept_frozen_and_listed(small):

@@ -9,12 +9,18 @@ zeros of a pruned kernel stay zeros. ``--method cluster`` decides per kernel: a 
 which at least :data:`SPARSE_SHARE` is exactly zero (a model pruned before, e.g. by LC in the
 auto search's ``lc>cluster`` chain) keeps its zeros; a dense kernel does not give up one of its
 K values to zero.
+
+``--assignments fixed`` (the default on a regression reference, e.g. a learned index) replaces
+tfmot's wrapper by :mod:`kcompress.methods.tfmot.fixed_sharing`: assigned once, the K values
+trained. tfmot cannot keep zeros with K = 2 (it needs a zero and two more values), so such a
+kernel takes fixed assignments also under ``--assignments tfmot`` (``run.json``:
+``clustering.fixed_in``).
 """
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from kcompress.methods.base import CompressionResult
-from kcompress.methods.tfmot import common
+from kcompress.methods.tfmot import common, fixed_sharing
 
 SPARSE_SHARE = 0.1  # a trained dense kernel holds no exact zeros; a pruned one holds most
 
@@ -22,10 +28,11 @@ SPARSE_SHARE = 0.1  # a trained dense kernel holds no exact zeros; a pruned one 
 def cluster(reference, model, settings, preserve_sparsity=None):
     """Cluster ``model``'s chosen kernels with :class:`ClusterSettings` ``settings``;
     ``preserve_sparsity`` None decides per kernel (see the module). Returns (plain, history, record)."""
-    k = settings.clusters
+    settings = settings.for_task(reference.data.task)
+    k, mode = settings.clusters, settings.assignments
     init = tfmot.clustering.keras.CentroidInitialization[common.CLUSTER_INITS[settings.cluster_init]]
 
-    frozen, sparse = [], []
+    frozen, sparse, fixed = [], [], []
 
     def wrap(layer):
         kernel = layer.kernel.numpy()
@@ -39,17 +46,23 @@ def cluster(reference, model, settings, preserve_sparsity=None):
             layer.trainable = False
             frozen.append(layer.name)
             raise ValueError(f"already holds {len(values)} distinct values (<= {k}); kept as is")
+        if mode == "fixed" or (keep_zeros and k < 3):
+            fixed.append(layer.name)
+            return fixed_sharing.wrap(layer, k, keep_zeros)
         return tfmot.clustering.keras.cluster_weights(
             layer, number_of_clusters=k, cluster_centroids_init=init, preserve_sparsity=bool(keep_zeros))
 
     def make_wrap(cfg):
         return wrap
 
-    plain, history, record = common.run_stage(reference, model, settings, make_wrap,
-                                              tfmot.clustering.keras.strip_clustering, keep_best=True)
+    def strip(wrapped):
+        return fixed_sharing.strip(tfmot.clustering.keras.strip_clustering(wrapped))
+
+    plain, history, record = common.run_stage(reference, model, settings, make_wrap, strip, keep_best=True)
     for name in frozen:
         plain.get_layer(name).trainable = True
-    record["clustering"] = {"clusters": k, "cluster_init": settings.cluster_init, "zeros_kept_in": sparse}
+    record["clustering"] = {"clusters": k, "assignments": mode, "cluster_init": settings.cluster_init,
+                            "zeros_kept_in": sparse, "fixed_in": fixed}
     return plain, history, record
 
 

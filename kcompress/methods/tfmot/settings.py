@@ -12,21 +12,29 @@ The fine-tuning defaults are recipes measured on LeNet-300-100 / the MNIST sampl
   away and LeNet-300-100 falls to chance. Adam scales each variable's step by its own gradient
   size, so at lr 1e-4 the centroids settle near the k-means solution while assignments adjust.
 
-On a learned index (a regression reference) ε jumps by thousands of positions between clustering
-epochs, so the clustering stage keeps the epoch with the lowest exact ε (``run.json``:
-``best_checkpoint``). These defaults do not yet meet issue 14's targets there: on
-``models/index-ref-rn`` (ε 626.5) ``cluster --clusters 16`` gives 2,353, ``--clusters 8`` 12,555 and
-``prune+cluster --sparsity 0.5 --clusters 16`` 4,167; LC quantization did no better than 1,546
-(``bench/results/index_sweeps.md``).
+On a learned index (a regression reference) tfmot's wrapper, which re-assigns every weight at every
+step, makes ε jump by thousands of positions between epochs and lose it (K = 16: 2,300-4,500 against
+the reference's 1,194); weight sharing with *fixed* assignments (:mod:`kcompress.methods.tfmot.fixed_sharing`)
+keeps it, with its own recipe: Adam at 3e-3 on batches of 4,096 for 100 epochs, keeping the epoch with
+the lowest exact ε (``run.json``: ``best_checkpoint``). ``--assignments auto`` (the default) takes fixed
+assignments for a regression reference and tfmot's for a classifier; unset ``--lr``/``--epochs``/
+``--batch-size`` take the recipe of the assignments used (:data:`CLUSTER_RECIPES`).
 """
 from dataclasses import dataclass
 
-from kcompress.core.settings import Settings, option
+from kcompress.core.settings import Settings, option, positive
+from kcompress.training.config import batch_size
 from kcompress.errors import UsageError, require
 from kcompress.methods.base import FinetuneSettings
 
 SCHEDULES = ("polynomial", "constant")
 CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
+ASSIGNMENTS = ("auto", "tfmot", "fixed")
+# The clustering stage's fine-tuning by assignments, for the fields left unset (None: the reference's).
+CLUSTER_RECIPES = {
+    "tfmot": {"lr": 1e-4, "epochs": 10, "batch_size": None},
+    "fixed": {"lr": 3e-3, "epochs": 100, "batch_size": 4096},
+}
 
 
 def parse_m_by_n(value):
@@ -89,11 +97,22 @@ class _Clustering(Settings):
     """The weight-sharing fields of ``cluster`` and ``prune+cluster``."""
 
     clusters: int = option(16, "number K of shared values per kernel (>= 2)", sweep=True)
-    cluster_init: str = option("kmeans++", "centroid initialisation", choices=CLUSTER_INITS, sweep=True)
+    cluster_init: str = option("kmeans++", "centroid initialisation of tfmot's assignments", choices=CLUSTER_INITS,
+                               sweep=True)
+    assignments: str = option("auto", "tfmot: tfmot's wrapper, every weight re-assigned to its nearest value at every "
+                                      "step; fixed: assigned once by k-means, then the K values and the biases are "
+                                      "trained (Deep Compression); auto: fixed for a regression reference (a learned "
+                                      "index, where it keeps ε), tfmot for a classifier", choices=ASSIGNMENTS, sweep=True)
 
     def check(self):
         super().check()
         require(self.clusters >= 2, f"--clusters must be at least 2, got {self.clusters}")
+
+    def assignments_for(self, task):
+        """The assignments used on a reference of ``task`` (``auto`` decided)."""
+        if self.assignments != "auto":
+            return self.assignments
+        return "fixed" if task == "regression" else "tfmot"
 
 
 @dataclass(frozen=True)
@@ -106,7 +125,19 @@ class ClusterSettings(_Clustering, FinetuneSettings):
     SEARCH = {"clusters": (2, 4, 8, 16)}
 
     optimizer: str = option("adam", "fine-tuning optimizer", choices=("sgd", "adam"), sweep=True)
-    lr: float = option(1e-4, "fine-tuning learning rate", sweep=True)
+    lr: float = option(None, "fine-tuning learning rate (unset: 1e-4 with tfmot's assignments, 3e-3 with fixed ones)",
+                       sweep=True)
+    epochs: int = option(None, "fine-tuning epochs (unset: 10 with tfmot's assignments, 100 with fixed ones)",
+                         sweep=True)
+    batch_size: object = option(None, "mini-batch size or 'full' (unset: the reference's with tfmot's assignments, "
+                                      "4096 with fixed ones)", parse=batch_size, sweep=True)
+
+    def for_task(self, task):
+        """These settings on a reference of ``task``: assignments decided, unset fine-tuning
+        fields from :data:`CLUSTER_RECIPES` (what ``run.json`` records)."""
+        mode = self.assignments_for(task)
+        recipe = {k: v for k, v in CLUSTER_RECIPES[mode].items() if getattr(self, k) is None and v is not None}
+        return self.replace(assignments=mode, **recipe)
 
 
 @dataclass(frozen=True)
@@ -115,19 +146,21 @@ class PruneClusterSettings(_Clustering, PruneSettings):
 
     NAME, RUNNER = "prune+cluster", "kcompress.methods.tfmot.prune_cluster"
     HELP = ("prune (the --method prune flags), then sparsity-preserving clustering "
-            "(--clusters, --cluster-init, --cluster-epochs)")
+            "(--clusters, --assignments, --cluster-init, --cluster-epochs)")
     SEARCH = {"sparsity": "0.8:0.98", "clusters": (2, 4, 8, 16)}  # 95 % + 4 values: 64x at +0.88 pp
 
-    cluster_epochs: int = option(10, "fine-tuning epochs of the clustering stage (Adam, lr 1e-4)", sweep=True)
+    cluster_epochs: int = option(None, "fine-tuning epochs of the clustering stage (unset: 10 with tfmot's "
+                                       "assignments, 100 with fixed ones)", sweep=True)
 
     def check(self):
         super().check()
-        require(self.cluster_epochs > 0, f"--cluster-epochs must be positive, got {self.cluster_epochs}")
+        positive(self.cluster_epochs, "--cluster-epochs")
 
     def stages(self):
         """``(PruneSettings, ClusterSettings)`` of the two stages."""
         shared = {k: v for k, v in self.to_dict().items() if k in PruneSettings.names()}
         prune = PruneSettings.from_dict(shared)
         cluster = ClusterSettings.from_dict(dict(layers=self.layers, batch_size=self.batch_size, clusters=self.clusters,
-                                                 cluster_init=self.cluster_init, epochs=self.cluster_epochs))
+                                                 cluster_init=self.cluster_init, assignments=self.assignments,
+                                                 epochs=self.cluster_epochs))
         return prune, cluster

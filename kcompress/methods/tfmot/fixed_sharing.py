@@ -1,0 +1,98 @@
+"""Weight sharing with fixed assignments: ``--assignments fixed`` of ``cluster`` and ``prune+cluster``.
+
+tfmot's clustering wrapper re-assigns every weight to its nearest centroid at every step and
+updates the original weights straight through. On a learned index that moves the function in
+jumps: ε of ``models/index-ref`` (1,194 positions) went to 2,300–4,500 with K = 16, however the
+fine-tuning was set (``bench/results/index_sweeps.md``). Deep Compression's recipe instead
+assigns each weight once, by 1-D k-means on the trained kernel, and then trains only the K
+shared values (each receives the sum of its weights' gradients) and the biases. The function then
+moves smoothly and ε is kept: same reference, K = 16, Adam 3e-3, batch 4,096, 100 epochs,
+best-ε epoch: 1,248 (1.05×); K = 8: 2,715 (2.3×); k-means alone, without fine-tuning: 16,035.
+A projection variant (train every weight, then replace each cluster by its mean) gave 1,999.
+
+:class:`SharedKernel` wraps a layer with a ``kernel``: it holds the codebook (trainable) and the
+assignments (constant); the layer computes with ``codebook[assignments]`` in place of its kernel,
+whose variable is kept out of training. A kernel's zeros stay zeros when asked (a pruned kernel:
+one of the K values is zero and is not trained). :func:`strip` writes the shared values into the
+kernels and returns the plain model.
+"""
+import numpy as np
+
+from kcompress.backend import keras, tf
+from kcompress.core.kmeans import kmeans_1d
+
+
+def initial_codebook(kernel, k, keep_zeros):
+    """``(codebook, assignments)`` of ``kernel`` by 1-D k-means from quantiles: ``k`` values, or
+    ``k − 1`` values for the non-zeros and index ``k − 1`` (the pinned zero) for the zeros when
+    ``keep_zeros``."""
+    flat = kernel.ravel().astype(np.float64)
+    free = flat != 0 if keep_zeros else np.ones(flat.shape, bool)
+    n = k - 1 if keep_zeros else k
+    codebook, labels = kmeans_1d(flat[free], np.quantile(flat[free], (np.arange(n) + 0.5) / n))
+    assignments = np.full(flat.shape, n, np.int32)
+    assignments[free] = labels
+    return codebook.astype(np.float32), assignments.reshape(kernel.shape)
+
+
+class SharedKernel(keras.layers.Wrapper):
+    """``layer`` computing with ``codebook[assignments]`` (plus a pinned zero when
+    ``keep_zeros``) as its kernel; only the codebook and the layer's other weights train."""
+
+    def __init__(self, layer, codebook, assignments, keep_zeros=False, **kwargs):
+        super().__init__(layer, **kwargs)
+        self.init_codebook = np.asarray(codebook, np.float32)
+        self.init_assignments = np.asarray(assignments, np.int32)
+        self.keep_zeros = bool(keep_zeros)
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        kernel = self.layer.kernel
+        self.codebook = self.add_weight("codebook", shape=self.init_codebook.shape, trainable=True,
+                                        initializer=keras.initializers.Constant(self.init_codebook))
+        self.assignments = self.add_weight("assignments", shape=kernel.shape, dtype=tf.int32, trainable=False,
+                                           initializer=keras.initializers.Constant(self.init_assignments))
+        # The kernel variable is replaced in the computation: keep it out of training (and put
+        # it back where it was in the layer's weights when unwrapping).
+        self._layer_trainable = list(self.layer._trainable_weights)
+        self.layer._trainable_weights = [w for w in self._layer_trainable if w is not kernel]
+        self.layer._non_trainable_weights.append(kernel)
+
+    def shared_kernel(self):
+        values = tf.concat([self.codebook, tf.zeros([1], self.codebook.dtype)], 0) if self.keep_zeros else self.codebook
+        return tf.gather(values, self.assignments)
+
+    def call(self, inputs, training=None):
+        kwargs = {"training": training} if self.layer._call_spec.expects_training_arg else {}
+        kernel = self.layer.kernel
+        object.__setattr__(self.layer, "kernel", self.shared_kernel())  # untracked: the variable stays the layer's
+        try:
+            return self.layer.call(inputs, **kwargs)
+        finally:
+            object.__setattr__(self.layer, "kernel", kernel)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def unwrap(self):
+        """The inner layer with the shared values written into its kernel, trainable again."""
+        kernel = self.layer.kernel
+        kernel.assign(self.shared_kernel())
+        self.layer._non_trainable_weights = [w for w in self.layer._non_trainable_weights if w is not kernel]
+        self.layer._trainable_weights = self._layer_trainable
+        return self.layer
+
+
+def wrap(layer, k, keep_zeros):
+    """``layer`` wrapped in a :class:`SharedKernel` of ``k`` values from its trained kernel."""
+    codebook, assignments = initial_codebook(layer.kernel.numpy(), k, keep_zeros)
+    return SharedKernel(layer, codebook, assignments, keep_zeros, name=f"shared_{layer.name}")
+
+
+def strip(model):
+    """The plain model: every :class:`SharedKernel` replaced by its layer holding the shared values
+    (the layers, and so their weights, are those of ``model``, as tfmot's strip functions do)."""
+    def unwrap(layer):
+        return layer.unwrap() if isinstance(layer, SharedKernel) else layer
+
+    return keras.models.clone_model(model, clone_function=unwrap)

@@ -154,3 +154,23 @@ def test_auto_usage_errors(reference_dir, tmp_path, capsys, args, message):
     code = main(["compress", "--from", str(reference_dir), "--method", "auto", "--out", str(tmp_path / "a"), *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0]
+
+
+def test_a_trial_that_cannot_run_fails_and_the_search_goes_on(reference_dir, tmp_path, monkeypatch):
+    """The search's own space may hold a combination that cannot run (a chain stage with nothing left
+    to do): that trial fails, the others run, the search ends normally."""
+    from kcompress import api, pipeline
+
+    real = pipeline.compress_one
+
+    def compress_one(ref, settings, *args, **kwargs):
+        if getattr(settings, "clusters", None) == 8:
+            raise UsageError("--layers: tfmot can wrap none of dense_1 (already holds 2 distinct values)")
+        return real(ref, settings, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "compress_one", compress_one)
+    out = tmp_path / "auto"
+    summary = api.compress(reference_dir, "auto", out, search="grid", max_error_increase=5.0, **TINY)
+    with open(out / "trials.csv") as f:
+        status = sorted(r["status"] for r in csv.DictReader(f))
+    assert status == ["completed", "completed", "failed"] and summary["chosen"]

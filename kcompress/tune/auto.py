@@ -22,10 +22,11 @@ from kcompress.core.modeldir import staged_dir
 from kcompress.core.objectives import predict, scores
 from kcompress.core.settings import base_type, split_list
 from kcompress.core.stats import compression_stats
-from kcompress.errors import require
+from kcompress.errors import UsageError, require
 from kcompress.methods import REGISTRY, settings_class
 from kcompress.methods.base import Reference
 from kcompress.tune.space import Param, add_param, one_type, parse_item, parse_value
+from kcompress.tune.tuner import TrialImpossible
 from kcompress.tune.trials import MODEL_DIR, ReferenceTrial, command_args
 
 OVER_BUDGET = 10.0  # the score of a trial over budget starts here; within budget it is objective / reference's
@@ -208,7 +209,13 @@ class AutoTrial(ReferenceTrial):
         for i, settings in enumerate(stages, 1):
             target = folder / (MODEL_DIR if i == len(stages) else f"stage{i}-{settings.NAME}")
             with staged_dir(target, overwrite=True) as tmp:
-                record, model = pipeline.compress_one(ref, settings, tmp, self.seed, label=f"{folder.name}")
+                try:
+                    record, model = pipeline.compress_one(ref, settings, tmp, self.seed, label=f"{folder.name}")
+                except UsageError as e:
+                    # The search's own space: a combination that cannot run (a chain's later stage
+                    # with nothing left to do, e.g. clustering into 4 values what LC left at 2) is a
+                    # failed trial, not the end of the search.
+                    raise TrialImpossible(f"{settings.NAME}: {e}") from None
             ref = Reference(model=model, run=record, data=ref.data, train=ref.train, folder=target,
                             data_spec=ref.data_spec)
         total = record["compression"]["total"]

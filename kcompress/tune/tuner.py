@@ -4,7 +4,9 @@ Keras Tuner 1.4.8 checks built models against Keras 3 and clears the Keras 3 ses
 kcompress models are tf_keras. :class:`KcTuner` therefore overrides ``run_trial`` (the "tune
 anything" pattern): it hands the trial's values to a runner (:mod:`kcompress.tune.trials`),
 clears the tf_keras session itself, and returns the runner's metrics. A diverged run or a NaN
-objective is a failed trial, not a crash; a bad setting stops the search with exit 2.
+objective is a failed trial, not a crash, and so is a trial that cannot run in a space the search
+made itself (:class:`TrialImpossible`, ``compress --method auto``); a bad setting the user gave
+stops the search with exit 2.
 """
 import math
 import time
@@ -18,6 +20,10 @@ from kcompress.errors import TrainingDiverged, UsageError
 
 class BadSetting(kt.errors.FatalError):
     """A trial's settings are unusable: the search stops and the CLI exits with code 2."""
+
+
+class TrialImpossible(kt.errors.FailedTrialError):
+    """A trial of a space the search made itself cannot run: it fails, the search goes on."""
 
 
 class KcTuner(kt.Tuner):
@@ -38,7 +44,7 @@ class KcTuner(kt.Tuner):
         start = time.perf_counter()
         try:
             metrics = self.runner.run(values, Path(self.get_trial_dir(trial.trial_id)), **warm)
-        except TrainingDiverged as e:
+        except (TrainingDiverged, TrialImpossible) as e:
             print(f"trial {shown}: failed ({e})", flush=True)
             raise kt.errors.FailedTrialError(str(e)) from None
         except UsageError as e:

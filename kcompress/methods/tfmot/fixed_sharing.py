@@ -60,7 +60,7 @@ class SharedKernel(keras.layers.Wrapper):
 
     def shared_kernel(self):
         values = tf.concat([self.codebook, tf.zeros([1], self.codebook.dtype)], 0) if self.keep_zeros else self.codebook
-        return tf.gather(values, self.assignments)
+        return lookup(values, tf.convert_to_tensor(self.assignments))
 
     def call(self, inputs, training=None):
         kwargs = {"training": training} if self.layer._call_spec.expects_training_arg else {}
@@ -81,6 +81,23 @@ class SharedKernel(keras.layers.Wrapper):
         self.layer._non_trainable_weights = [w for w in self.layer._non_trainable_weights if w is not kernel]
         self.layer._trainable_weights = self._layer_trainable
         return self.layer
+
+
+def lookup(values, assignments):
+    """``values[assignments]`` whose gradient reaches ``values`` as a dense per-value sum.
+
+    ``tf.gather``'s own gradient is sparse (one slice per weight, thousands per value), and the
+    optimizer's sparse update of so many repeated indices is slow under XLA: LeNet-300-100 with
+    16 values per kernel trained at 24 s per epoch compiled against 2 s without XLA; summed
+    per value first, it trains at the plain step's cost."""
+    @tf.custom_gradient
+    def gather(v):
+        def grad(upstream):
+            return tf.math.unsorted_segment_sum(tf.reshape(upstream, [-1]), tf.reshape(assignments, [-1]),
+                                                tf.shape(v)[0])
+        return tf.gather(v, assignments), grad
+
+    return gather(values)
 
 
 def wrap(layer, k, keep_zeros):

@@ -29,7 +29,7 @@ def test_candidates_follow_the_declared_spaces_and_chains():
     spaces = method_spaces(["pruner>lc"], ["lc.task=all:prune-l0:kappa=0.01", "pruner.keep=0.3:0.4"])
     assert spaces["lc"]["task"].choices == ("all:prune-l0:kappa=0.01",)
     assert (spaces["pruner"]["keep"].low, spaces["pruner"]["keep"].high) == (0.3, 0.4)
-    assert method_spaces(["prune+cluster"])["prune+cluster"]["clusters"].choices == (2, 4, 8, 16)  # as declared
+    assert method_spaces(["prune+cluster"])["prune+cluster"]["clusters"].choices == (4, 8, 16)  # as declared
     for bad in ("lc>pruner", "prune,nosuch"):
         with pytest.raises(UsageError):
             candidate_names("bits", bad)

@@ -174,3 +174,26 @@ def test_a_trial_that_cannot_run_fails_and_the_search_goes_on(reference_dir, tmp
     with open(out / "trials.csv") as f:
         status = sorted(r["status"] for r in csv.DictReader(f))
     assert status == ["completed", "completed", "failed"] and summary["chosen"]
+
+
+def test_a_bayesian_search_repeats_no_trial(reference_dir, tmp_path, monkeypatch):
+    """Keras Tuner's Bayesian oracle re-proposed the best categorical choice again and again (the
+    inactive settings of the other methods differ, so it saw no duplicate): every trial is new."""
+    from kcompress import api
+    from kcompress.tune.auto import OVER_BUDGET, AutoTrial
+
+    seen = []
+
+    def run(self, values, folder):
+        method = values["method"]
+        own = tuple(sorted((k, v) for k, v in values.items() if k == "method" or k.split(".")[0] in method.split(">")))
+        seen.append(own)
+        best = "kappa=0.01" in str(values.get("lc.task"))
+        return {"auto_score": OVER_BUDGET + (0.0 if best else 1.0), "val_error": 50.0, "objective": 1.0, "ratio": 1.0,
+                "within_budget": 0.0, "bits_ratio": 1.0, "params": 1.0, "seconds": 0.0}
+
+    monkeypatch.setattr(AutoTrial, "run", run)
+    space = ["lc.task=all:prune-l0:kappa=0.01;all:prune-l0:kappa=0.02", "prune.sparsity=0.5:0.9"]
+    summary = api.compress(reference_dir, "auto", tmp_path / "auto", search="bayesian", max_trials=10,
+                           methods="lc,prune", space=space, max_error_increase=0.5)
+    assert len(seen) == len(set(seen)) == 10 and summary["chosen"] is None

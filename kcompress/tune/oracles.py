@@ -26,6 +26,7 @@ class _ResumableOracle:
     """
 
     time_budget = None
+    unique = False  # random and Bayesian search: never propose values a trial already holds
 
     def spent_seconds(self):
         """The summed ``seconds`` metric of the trials that finished."""
@@ -35,7 +36,24 @@ class _ResumableOracle:
     def populate_space(self, trial_id):
         if self.time_budget is not None and self.spent_seconds() >= self.time_budget:
             return {"status": STOPPED, "values": None}
-        return super().populate_space(trial_id)
+        proposal = super().populate_space(trial_id)
+        if self.unique and proposal.get("values") is not None and self._repeats(proposal["values"]):
+            # Keras Tuner's Bayesian oracle re-proposed one LC setting 9 times in a row in an auto
+            # search (its optimiser lands on the same categorical choice): take an untried random point.
+            values = self._random_values()
+            proposal = {"status": RUNNING, "values": values} if values is not None else {"status": STOPPED, "values": None}
+        return proposal
+
+    def _active(self, values):
+        """``values`` restricted to the hyperparameters active under them (a method's own settings)."""
+        hps = self.hyperparameters.copy()
+        hps.values = dict(values)
+        return tuple(sorted((hp.name, repr(values.get(hp.name))) for hp in hps.space if hps.is_active(hp)))
+
+    def _repeats(self, values):
+        """Whether a trial already holds ``values`` (compared on the active hyperparameters)."""
+        key = self._active(values)
+        return any(self._active(t.hyperparameters.values) == key for t in self.trials.values())
 
     def reload(self):
         super().reload()
@@ -79,5 +97,6 @@ def make_oracle(search, objective, hyperparameters, grid, max_trials, max_epochs
     else:
         base = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle}[search]
         extra = dict(max_trials=max_trials)
-    cls = type(f"Resumable{base.__name__}", (_ResumableOracle, base), {"time_budget": time_budget})
+    cls = type(f"Resumable{base.__name__}", (_ResumableOracle, base),
+               {"time_budget": time_budget, "unique": search != "hyperband"})
     return cls(**common, **extra)

@@ -6,9 +6,10 @@ jumps: ε of ``models/index-ref`` (1,194 positions) went to 2,300–4,500 with K
 fine-tuning was set (``bench/results/index_sweeps.md``). Deep Compression's recipe instead
 assigns each weight once, by 1-D k-means on the trained kernel, and then trains only the K
 shared values (each receives the sum of its weights' gradients) and the biases. The function then
-moves smoothly and ε is kept: same reference, K = 16, Adam 3e-3, batch 4,096, 100 epochs,
-best-ε epoch: 1,248 (1.05×); K = 8: 2,715 (2.3×); k-means alone, without fine-tuning: 16,035.
-A projection variant (train every weight, then replace each cluster by its mean) gave 1,999.
+moves smoothly and ε is kept: same reference, Adam 3e-3, batch 4,096, 100 epochs, best-ε epoch
+(the defaults): K = 16 1,284 (1.08×), K = 8 2,867 (2.40×); k-means alone, without fine-tuning,
+16,035. Batch 256 at lr 1e-3 gave 1,553, batch 16,384 at 1e-2 1,516; a projection variant (train
+every weight, then replace each cluster by its mean) 1,999.
 
 :class:`SharedKernel` wraps a layer with a ``kernel``: it holds the codebook (trainable) and the
 assignments (constant); the layer computes with ``codebook[assignments]`` in place of its kernel,

@@ -7,9 +7,9 @@ the codebook (32 bits per entry).
 """
 import numpy as np
 
+from kcompress.core.kmeans import assign, kmeans_1d  # noqa: F401 (assign: part of this module's API)
 from kcompress.core.stats import index_bits
 from kcompress.errors import require
-from kcompress.core.kmeans import assign, kmeans_1d  # noqa: F401 (assign: part of this module's API)
 from kcompress.methods.lc.types.base import Compression, float_bits, register
 
 

@@ -108,12 +108,6 @@ class _Clustering(Settings):
         super().check()
         require(self.clusters >= 2, f"--clusters must be at least 2, got {self.clusters}")
 
-    def assignments_for(self, task):
-        """The assignments used on a reference of ``task`` (``auto`` decided)."""
-        if self.assignments != "auto":
-            return self.assignments
-        return "fixed" if task == "regression" else "tfmot"
-
 
 @dataclass(frozen=True)
 class ClusterSettings(_Clustering, FinetuneSettings):
@@ -135,7 +129,7 @@ class ClusterSettings(_Clustering, FinetuneSettings):
     def for_task(self, task):
         """These settings on a reference of ``task``: assignments decided, unset fine-tuning
         fields from :data:`CLUSTER_RECIPES` (what ``run.json`` records)."""
-        mode = self.assignments_for(task)
+        mode = self.assignments if self.assignments != "auto" else ("fixed" if task == "regression" else "tfmot")
         recipe = {k: v for k, v in CLUSTER_RECIPES[mode].items() if getattr(self, k) is None and v is not None}
         return self.replace(assignments=mode, **recipe)
 

@@ -154,3 +154,37 @@ def test_xla_steps_persist_in_the_cache_folder_which_is_trimmed_oldest_first(ref
         os.utime(tmp_path / f"e{i}", (1000 + i, 1000 + i))
     backend.trim(tmp_path, 350)
     assert sorted(os.listdir(tmp_path)) == ["e1", "e2"]
+
+
+def test_the_training_split_is_converted_once_and_reshuffled_every_epoch_and_every_fit():
+    from kcompress.backend import set_seed
+    from kcompress.training import batches
+
+    x = np.arange(10, dtype=np.float32).reshape(10, 1)
+    data = replace(load_dataset("keys:uniform:50"), x_train=x, y_train=np.arange(10.0))
+
+    def epochs(count):
+        given = batches.training_input(data, 4)
+        assert given["steps_per_epoch"] == 3
+        it = iter(given["x"])
+        out = []
+        for _ in range(count):
+            parts = [next(it) for _ in range(3)]
+            assert [len(p[0]) for p in parts] == [4, 4, 2]  # the last batch partial, as fit makes it
+            assert all(np.array_equal(p[0].numpy().ravel(), p[1].numpy()) for p in parts)  # x and y stay paired
+            out.append([int(v) for p in parts for v in p[1].numpy()])
+        return out
+
+    set_seed(1)
+    first = epochs(2)
+    tensors = list(batches._tensors.values())[-1][2]
+    second = epochs(2)
+    set_seed(1)
+    replay = epochs(2)
+    assert list(batches._tensors.values())[-1][2] is tensors  # converted once
+    assert all(sorted(e) == list(range(10)) for e in first + second)  # every example once per epoch
+    assert first[0] != first[1] and first != second  # a new order every epoch and every fit
+    assert replay == first  # the seed decides the orders
+    targets = replace(data, y_train=np.arange(10.0) * 2)  # other targets (teacher logits): their own tensors
+    batches.training_input(targets, 4)
+    assert np.array_equal(list(batches._tensors.values())[-1][3].numpy(), targets.y_train)

@@ -14,6 +14,7 @@ import numpy as np
 from kcompress.backend import keras
 from kcompress.core.objectives import ErrorFromAccuracy, get_loss, keras_metrics
 from kcompress.errors import TrainingDiverged
+from kcompress.training.batches import training_input
 from kcompress.training.checkpoint import FitHistory, IntervalBackupAndRestore, fingerprint
 from kcompress.training.execution import choose_execution, fit_with_fallback
 from kcompress.training.penalty import PenalizedModel
@@ -101,9 +102,7 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
         all_callbacks.append(backup)
     execution = choose_execution(trainee, all_callbacks, steps_per_execution, jit_compile)
     fit_args = dict(
-        x=data.x_train,
-        y=data.y_train,
-        batch_size=cfg.batch_for(len(data.x_train)),
+        **training_input(data, cfg.batch_for(len(data.x_train))),
         epochs=int(cfg.epochs) + int(initial_epoch),
         initial_epoch=int(initial_epoch),
         validation_data=(data.x_val, data.y_val) if data.has_val else None,

@@ -100,6 +100,26 @@ def test_fixed_assignments_train_the_shared_values_and_keep_the_partition(small)
     assert record["stripped_vs_wrapped_max_abs_diff"] < 1e-5
 
 
+def test_a_pruned_kernel_starts_from_a_symmetric_codebook_of_k_minus_one_values_and_zero():
+    """Pruned non-zeros are two lobes of unequal size (here 12:3): each sign gets ⌊(K − 1)/2⌋ values,
+    mirrored magnitudes from k-means on |w|; zeros point at the pinned zero; K = 2 keeps one value."""
+    rng = np.random.default_rng(0)
+    kernel = np.concatenate([-rng.uniform(0.05, 1.5, 1200), rng.uniform(0.05, 1.5, 300), np.zeros(1500)])
+    kernel = rng.permutation(kernel).reshape(60, 50).astype(np.float32)
+    codebook, assignments = fixed_sharing.initial_codebook(kernel, 16, keep_zeros=True)
+    assert len(codebook) == 14 and np.allclose(codebook, -codebook[::-1])  # 7 magnitudes, both signs
+    values = np.append(codebook, 0)[assignments]
+    assert np.array_equal(values == 0, kernel == 0)  # zeros, and only zeros, on the pinned zero
+    assert np.array_equal(np.sign(values), np.sign(kernel))  # every weight keeps its sign
+    brute = np.abs(kernel[kernel != 0][:, None] - codebook[None, :]).min(axis=1)  # nearest of the values
+    np.testing.assert_allclose(np.abs(values - kernel)[kernel != 0], brute, atol=1e-6)
+    assert np.sum(codebook > 0) == 7  # the minority sign is not starved (plain k-means: 3 of 15)
+    plain, _ = fixed_sharing.initial_codebook(kernel[kernel != 0].reshape(-1, 1), 15, keep_zeros=False)
+    assert np.sum(plain > 0) < 7
+    two, labels = fixed_sharing.initial_codebook(kernel, 2, keep_zeros=True)
+    assert len(two) == 1 and np.array_equal(labels == 1, kernel == 0)
+
+
 def test_assignments_and_recipe_follow_the_reference_task():
     """``--assignments auto``: tfmot's for a classifier, fixed (with their recipe) for a regression
     net; a flag the user gave wins over the recipe."""

@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from kcompress.backend import keras, set_seed
+from kcompress.backend import set_seed
 from kcompress.core.data import load_dataset
 from kcompress.core.modeldir import (
     RUN_FILE,
@@ -28,6 +28,7 @@ from kcompress.core.modeldir import (
 )
 from kcompress.core.objectives import evaluate_model, predict, primary_metric
 from kcompress.core.stats import compression_stats, format_stats, weights_digest
+from kcompress.core.surgery import clone
 from kcompress.core.zoo import build_model
 from kcompress.errors import require
 from kcompress.export.convert import tflite_size
@@ -79,13 +80,6 @@ def _true_to_the_weights(run, model, data, folder):
           "its metrics are measured again", file=sys.stderr)
     run = {k: v for k, v in run.items() if k not in ("tflite", "compression")}
     return {**run, "metrics": evaluate_model(model, data) if data is not None else None}
-
-
-def clone(model):
-    """A fresh copy of ``model`` with the same weights (methods never touch the reference)."""
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
 
 
 # ---------------------------------------------------------------- writing a model directory

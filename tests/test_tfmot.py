@@ -100,13 +100,13 @@ def test_fixed_assignments_train_the_shared_values_and_keep_the_partition(small)
     assert record["stripped_vs_wrapped_max_abs_diff"] < 1e-5
 
 
-def test_a_pruned_kernel_starts_from_a_symmetric_codebook_of_k_minus_one_values_and_zero():
+def test_a_symmetric_codebook_for_a_pruned_kernel_gives_each_sign_half_the_values():
     """Pruned non-zeros are two lobes of unequal size (here 12:3): each sign gets ⌊(K − 1)/2⌋ values,
     mirrored magnitudes from k-means on |w|; zeros point at the pinned zero; K = 2 keeps one value."""
     rng = np.random.default_rng(0)
     kernel = np.concatenate([-rng.uniform(0.05, 1.5, 1200), rng.uniform(0.05, 1.5, 300), np.zeros(1500)])
     kernel = rng.permutation(kernel).reshape(60, 50).astype(np.float32)
-    codebook, assignments = fixed_sharing.initial_codebook(kernel, 16, keep_zeros=True)
+    codebook, assignments = fixed_sharing.initial_codebook(kernel, 16, keep_zeros=True, symmetric=True)
     assert len(codebook) == 14 and np.allclose(codebook, -codebook[::-1])  # 7 magnitudes, both signs
     values = np.append(codebook, 0)[assignments]
     assert np.array_equal(values == 0, kernel == 0)  # zeros, and only zeros, on the pinned zero
@@ -116,8 +116,30 @@ def test_a_pruned_kernel_starts_from_a_symmetric_codebook_of_k_minus_one_values_
     assert np.sum(codebook > 0) == 7  # the minority sign is not starved (plain k-means: 3 of 15)
     plain, _ = fixed_sharing.initial_codebook(kernel[kernel != 0].reshape(-1, 1), 15, keep_zeros=False)
     assert np.sum(plain > 0) < 7
-    two, labels = fixed_sharing.initial_codebook(kernel, 2, keep_zeros=True)
+    two, labels = fixed_sharing.initial_codebook(kernel, 2, keep_zeros=True, symmetric=True)
     assert len(two) == 1 and np.array_equal(labels == 1, kernel == 0)
+
+
+def test_codebook_auto_trains_both_codebooks_of_a_pruned_kernel_and_keeps_the_better(small):
+    """``--codebook auto`` on a pruned model under fixed assignments: k-means and symmetric values
+    both fine-tuned from the same model, the lower training error kept; a dense model: k-means only."""
+    pruned = clone(small.model)
+    for layer in pruned.layers:
+        if layer.weights:
+            w = layer.kernel.numpy()
+            layer.kernel.assign(np.where(np.abs(w) > np.median(np.abs(w)), w, 0))
+    settings = ClusterSettings.from_dict({**QUICK, "clusters": 8, "assignments": "fixed"})
+    plain, _, record = cluster.cluster(small, pruned, settings)
+    errors = record["clustering"]["codebook_train_errors"]
+    assert set(errors) == {"kmeans", "symmetric"}
+    assert record["clustering"]["codebook"] == min(errors, key=errors.get)
+    assert errors[record["clustering"]["codebook"]] == pytest.approx(cluster.train_error(plain, small.data))
+    for layer in plain.layers:
+        if layer.weights:
+            kernel = layer.kernel.numpy()
+            assert len(np.unique(kernel)) <= 8 and np.mean(kernel == 0) >= 0.5  # zeros kept, ≤ K values
+    dense, _, record = cluster.cluster(small, clone(small.model), settings)
+    assert record["clustering"]["codebook"] == "kmeans" and "codebook_train_errors" not in record["clustering"]
 
 
 def test_assignments_and_recipe_follow_the_reference_task():

@@ -10,6 +10,13 @@ from kcompress.backend import keras
 from kcompress.errors import require
 
 
+def clone(model):
+    """A fresh copy of ``model`` with the same weights (methods never touch the reference)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def chain_layers(model):
     """The layers of ``model`` after its input, checking that each one feeds the next."""
     layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]

@@ -15,10 +15,17 @@ tfmot's wrapper by :mod:`kcompress.methods.tfmot.fixed_sharing`: assigned once, 
 trained. tfmot cannot keep zeros with K = 2 (it needs a zero and two more values), so such a
 kernel takes fixed assignments also under ``--assignments tfmot`` (``run.json``:
 ``clustering.fixed_in``).
+
+Fixed assignments start from k-means values or from a symmetric codebook (``--codebook``). Neither
+is better everywhere on a pruned kernel (``fixed_sharing.initial_codebook``), so ``auto`` fine-tunes
+from both when a kernel keeps its zeros and keeps the one with the lower error on the training
+split (``run.json``: ``clustering.codebook`` and ``codebook_train_errors``); the stage then costs twice.
 """
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
+from kcompress.core.objectives import predict, scores
+from kcompress.core.surgery import clone
 from kcompress.methods.base import CompressionResult
 from kcompress.methods.tfmot import common, fixed_sharing
 
@@ -29,7 +36,28 @@ def cluster(reference, model, settings, preserve_sparsity=None):
     """Cluster ``model``'s chosen kernels with :class:`ClusterSettings` ``settings``;
     ``preserve_sparsity`` None decides per kernel (see the module). Returns (plain, history, record)."""
     settings = settings.for_task(reference.data.task)
-    k, mode = settings.clusters, settings.assignments
+    if settings.codebook != "auto":
+        return _cluster(reference, model, settings, preserve_sparsity)
+    fresh = clone(model)  # the stage trains the layers of the model it wraps
+    first = _cluster(reference, model, settings.replace(codebook="kmeans"), preserve_sparsity)
+    pruned_fixed = set(first[2]["clustering"]["fixed_in"]) & set(first[2]["clustering"]["zeros_kept_in"])
+    if not pruned_fixed:
+        return first
+    second = _cluster(reference, fresh, settings.replace(codebook="symmetric"), preserve_sparsity)
+    errors = {r[2]["clustering"]["codebook"]: train_error(r[0], reference.data) for r in (first, second)}
+    chosen = min((first, second), key=lambda r: errors[r[2]["clustering"]["codebook"]])
+    chosen[2]["clustering"]["codebook_train_errors"] = errors
+    return chosen
+
+
+def train_error(model, data):
+    """The task's error (test error in %, or ε) of ``model`` on the training split."""
+    key = "error" if data.task == "classification" else "max_error"
+    return float(scores(data.y_train, predict(model, data.x_train), data)[key])
+
+
+def _cluster(reference, model, settings, preserve_sparsity):
+    k, mode, symmetric = settings.clusters, settings.assignments, settings.codebook == "symmetric"
     init = tfmot.clustering.keras.CentroidInitialization[common.CLUSTER_INITS[settings.cluster_init]]
 
     frozen, sparse, fixed = [], [], []
@@ -48,7 +76,7 @@ def cluster(reference, model, settings, preserve_sparsity=None):
             raise ValueError(f"already holds {len(values)} distinct values (<= {k}); kept as is")
         if mode == "fixed" or (keep_zeros and k < 3):
             fixed.append(layer.name)
-            return fixed_sharing.wrap(layer, k, keep_zeros)
+            return fixed_sharing.wrap(layer, k, keep_zeros, symmetric)
         return tfmot.clustering.keras.cluster_weights(
             layer, number_of_clusters=k, cluster_centroids_init=init, preserve_sparsity=bool(keep_zeros))
 
@@ -62,6 +90,7 @@ def cluster(reference, model, settings, preserve_sparsity=None):
     for name in frozen:
         plain.get_layer(name).trainable = True
     record["clustering"] = {"clusters": k, "assignments": mode, "cluster_init": settings.cluster_init,
+                            "codebook": settings.codebook if fixed else None,
                             "zeros_kept_in": sparse, "fixed_in": fixed}
     return plain, history, record
 

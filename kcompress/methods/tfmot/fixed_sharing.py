@@ -14,8 +14,8 @@ every weight, then replace each cluster by its mean) 1,999.
 :class:`SharedKernel` wraps a layer with a ``kernel``: it holds the codebook (trainable) and the
 assignments (constant); the layer computes with ``codebook[assignments]`` in place of its kernel,
 whose variable is kept out of training. A kernel's zeros stay zeros when asked (a pruned kernel:
-one of the K values is zero and is not trained; the others start from a symmetric codebook, see
-:func:`initial_codebook`). :func:`strip` writes the shared values into the
+one of the K values is zero and is not trained; the others may start from a symmetric codebook,
+see :func:`initial_codebook`). :func:`strip` writes the shared values into the
 kernels and returns the plain model.
 """
 import numpy as np
@@ -24,31 +24,30 @@ from kcompress.backend import keras, tf
 from kcompress.core.kmeans import kmeans_1d
 
 
-def initial_codebook(kernel, k, keep_zeros):
-    """``(codebook, assignments)`` of ``kernel``: ``k`` values by 1-D k-means from quantiles; or,
-    when ``keep_zeros``, a symmetric codebook ±m₁ … ±mₕ for the non-zeros, h = ⌊(k − 1)/2⌋ magnitudes
-    by k-means on |w| (one value beside zero when k = 2), and index ``len(codebook)`` — the pinned
-    zero — for the zeros. The values then train independently.
+def initial_codebook(kernel, k, keep_zeros, symmetric=False):
+    """``(codebook, assignments)`` of ``kernel``: ``k`` values by 1-D k-means from quantiles, or,
+    ``symmetric``, ±m₁ … ±mₕ with h = ⌊k/2⌋ magnitudes by k-means on |w|. With ``keep_zeros`` the
+    values are for the non-zeros only (k − 1 of them, h = ⌊(k − 1)/2⌋; one value when k = 2)
+    and the zeros get index ``len(codebook)``: the pinned zero. The values then train independently.
 
     Why symmetric: a pruned kernel's non-zeros are two lobes with a gap at zero, and k-means
     seeded by quantiles gives each lobe values in proportion to its count. On the learned index
     (50 % pruned, ε 958) ``dense_1`` got 12 negative values and 3 positive ones (0.11, 0.51, 1.03),
     and ε after training the values stopped at 1,751 (1.47× the reference's 1,194) whatever the
     fine-tuning; the symmetric 14 values gave 1,211, one k-means per sign (8 + 7 values) 1,407.
-    A dense kernel is one lobe: there plain k-means did as well (K = 16: 1,284 vs 1,354 symmetric;
-    K = 8: 2,867 vs 2,966)."""
+    It is not always better: 90 % pruned + 16 values, 3,288 symmetric vs 2,760 k-means; K = 4
+    (ternary ±m) 26.6k vs 10.1k; a dense kernel (one lobe) K = 16 1,354 vs 1,284, K = 8 2,966 vs
+    2,867. Hence ``--codebook auto`` (:mod:`kcompress.methods.tfmot.cluster`)."""
     flat = kernel.ravel().astype(np.float64)
-    if not keep_zeros:
-        codebook, labels = _kmeans(flat, k)
-        return codebook.astype(np.float32), labels.reshape(kernel.shape).astype(np.int32)
-    free = flat != 0
-    half = (k - 1) // 2
-    if half == 0:
-        codebook, labels = _kmeans(flat[free], 1)
-    else:
+    free = flat != 0 if keep_zeros else np.ones(flat.shape, bool)
+    n = k - 1 if keep_zeros else k
+    if symmetric and n >= 2:
+        half = n // 2
         magnitudes, labels = _kmeans(np.abs(flat[free]), half)
         codebook = np.concatenate([-magnitudes[::-1], magnitudes])
         labels = np.where(flat[free] < 0, half - 1 - labels, half + labels)
+    else:
+        codebook, labels = _kmeans(flat[free], n)
     assignments = np.full(flat.shape, len(codebook), np.int32)
     assignments[free] = labels
     return codebook.astype(np.float32), assignments.reshape(kernel.shape)
@@ -124,9 +123,9 @@ def lookup(values, assignments):
     return gather(values)
 
 
-def wrap(layer, k, keep_zeros):
+def wrap(layer, k, keep_zeros, symmetric=False):
     """``layer`` wrapped in a :class:`SharedKernel` of ``k`` values from its trained kernel."""
-    codebook, assignments = initial_codebook(layer.kernel.numpy(), k, keep_zeros)
+    codebook, assignments = initial_codebook(layer.kernel.numpy(), k, keep_zeros, symmetric)
     return SharedKernel(layer, codebook, assignments, keep_zeros, name=f"shared_{layer.name}")
 
 

@@ -18,7 +18,10 @@ the reference's 1,194); weight sharing with *fixed* assignments (:mod:`kcompress
 keeps it, with its own recipe: Adam at 3e-3 on batches of 4,096 for 100 epochs, keeping the epoch with
 the lowest exact ε (``run.json``: ``best_checkpoint``). ``--assignments auto`` (the default) takes fixed
 assignments for a regression reference and tfmot's for a classifier; unset ``--lr``/``--epochs``/
-``--batch-size`` take the recipe of the assignments used (:data:`CLUSTER_RECIPES`).
+``--batch-size`` take the recipe of the assignments used (:data:`CLUSTER_RECIPES`). A pruned kernel
+under fixed assignments starts from a k-means or a symmetric codebook, whichever trains to the lower
+error (``--codebook auto``; :func:`kcompress.methods.tfmot.fixed_sharing.initial_codebook` has the
+measurements).
 """
 from dataclasses import dataclass
 
@@ -30,6 +33,7 @@ from kcompress.methods.base import FinetuneSettings
 SCHEDULES = ("polynomial", "constant")
 CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
 ASSIGNMENTS = ("auto", "tfmot", "fixed")
+CODEBOOKS = ("auto", "kmeans", "symmetric")
 # The clustering stage's fine-tuning by assignments, for the fields left unset (None: the reference's).
 CLUSTER_RECIPES = {
     "tfmot": {"lr": 1e-4, "epochs": 10, "batch_size": None},
@@ -103,6 +107,10 @@ class _Clustering(Settings):
                                       "step; fixed: assigned once by k-means, then the K values and the biases are "
                                       "trained (Deep Compression); auto: fixed for a regression reference (a learned "
                                       "index, where it keeps ε), tfmot for a classifier", choices=ASSIGNMENTS, sweep=True)
+    codebook: str = option("auto", "initial values of fixed assignments: kmeans (1-D k-means on the weights), "
+                                   "symmetric (±m values, k-means on |w|); auto: k-means for a dense kernel, and for "
+                                   "a pruned one (zeros kept) both, the one with the lower training error kept",
+                           choices=CODEBOOKS, sweep=True)
 
     def check(self):
         super().check()

@@ -199,6 +199,11 @@ def test_short_lc_run_pulls_w_to_delta_and_ends_compressed(reference):
     kernels = [ref.model.get_layer(n).kernel.numpy() for n in ("dense_1", "dense_2", "dense_3")]
     assert sum(np.count_nonzero(k) for k in kernels) == round(0.05 * sum(k.size for k in kernels))
     assert set(lc.history) >= {"loss", "lc_penalty"} and len(lc.history["loss"]) == 3
+    # each step scored in a thread while the next trained: every record complete, the last one
+    # equal to scoring the final model (w = Δ(Θ)) here
+    assert all({"train_error_w", "test_error_w", "train_error_delta", "test_error_delta"} <= set(s) for s in lc.steps)
+    wrong = np.argmax(ref.model.predict(ref.data.x_test, verbose=0), -1) != ref.data.y_test
+    assert lc.steps[-1]["test_error_delta"] == pytest.approx(100 * np.mean(wrong))
     traces = lc.trainee.train_function.experimental_get_tracing_count()
     lc.l_step(3, 1.0)  # another μ: new targets and μ are assigned, nothing is retraced
     assert lc.trainee.train_function.experimental_get_tracing_count() == traces

@@ -15,6 +15,7 @@ is the model with w = Δ(Θ) (:func:`compressed_model`): low-rank layers are fac
 two layers; quantized layers hold only codebook values.
 """
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from kcompress.backend import tf
 from kcompress.core.objectives import scores
 from kcompress.core.stats import FLOAT_BITS
+from kcompress.core.surgery import clone
 from kcompress.training import loop as training
 from kcompress.training.history import merge_histories
 from kcompress.training.penalty import PenalizedModel, QuadraticPenalty
@@ -32,15 +34,20 @@ class Scorer:
     """Train and test scores of w and of Δ(Θ): one traced call per chunk of a split computes the model's
     outputs with its own kernels and with ``deltas`` swapped in (and back) inside the graph.
 
+    It scores a copy of the model given the weights to score, so that the loop can score step k
+    in a thread while step k + 1 trains: training kept 1.6 of the 2 cores busy, and scoring
+    beside it (both splits, w and Δ(Θ): 132 ms) cost 50 ms per μ step instead of 132.
+
     On the 5k/10k MNIST sample and LeNet-300-100 (2 loaded cores, median of 5), one traced
     pass over both splits in chunks of 8192 took 0.24-0.28 s, and it ran twice per μ step with
     kernel swaps from Python; both scores this way take 0.22 s. Chunks of 2500 ran 2-3x faster
     than 5000-15000 (oneDNN), and XLA made inference slower (0.25 s for one pass at any chunk).
     """
 
-    def __init__(self, model, data, variables=(), chunk=2500):
+    def __init__(self, model, data, kernel_layers=(), chunk=2500):
         spec = tf.TensorSpec([None, *data.input_shape], tf.float32)
-        self.model, self.variables = model, list(variables)
+        self.model = clone(model)
+        self.variables = [self.model.get_layer(name).kernel for name in kernel_layers]
         deltas = [tf.TensorSpec(v.shape, v.dtype) for v in self.variables]
         self.pair = tf.function(self._pair, input_signature=[spec, deltas])
         self.data = data
@@ -66,8 +73,10 @@ class Scorer:
     def _score(self, split, y, pred, suffix):
         return {f"{split}_{self.metric}{suffix}": scores(y, pred, self.data, "")[self.metric]}
 
-    def both(self, deltas):
-        """Scores of w (suffix ``_w``) and of w = ``deltas`` (``_delta``; one array per variable)."""
+    def both(self, weights, deltas):
+        """Scores of the model with ``weights`` (all of them, suffix ``_w``) and with its task kernels
+        replaced by ``deltas`` (``_delta``; one array per kernel)."""
+        self.model.set_weights(weights)
         d, out = self.data, {}
         deltas = [tf.constant(a, tf.float32) for a in deltas]
         for split, y in (("train", d.y_train), ("test", d.y_test)):
@@ -85,7 +94,7 @@ class LC:
         self.schedule = schedule.validate()
         self.kernels = [[model.get_layer(n).kernel for n in t.layers] for t in tasks]
         self.variables = [v for group in self.kernels for v in group]
-        self.scorer = Scorer(model, data, self.variables)
+        self.scorer = Scorer(model, data, [n for t in tasks for n in t.layers])
         self.execution = None
         self.penalty = QuadraticPenalty(self.variables, name="lc_penalty")
         self.trainee = training.compile_model(PenalizedModel(model, [self.penalty]), data, cfg)
@@ -138,9 +147,10 @@ class LC:
             for v, a in zip(group, t.split(x)):
                 v.assign(a.astype(np.float32))
 
-    def scores(self):
-        """Scores of w and of Δ(Θ) (kernels swapped in and back)."""
-        return self.scorer.both([a for t, x in zip(self.tasks, self.deltas) for a in t.split(x)])
+    def scores(self, pool=None):
+        """Scores of the current w and Δ(Θ); with a thread ``pool``, a future of them."""
+        args = (self.model.get_weights(), [a for t, x in zip(self.tasks, self.deltas) for a in t.split(x)])
+        return pool.submit(self.scorer.both, *args) if pool else self.scorer.both(*args)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, progress=True):
@@ -151,22 +161,34 @@ class LC:
         self.dc = {"distance": self.distance(), **{k.replace("_delta", ""): v for k, v in self.scores().items()
                                                    if k.endswith("_delta")}}
         bar = tqdm(enumerate(mus), total=len(mus), desc="LC", unit="μ-step", disable=not progress)
-        for step, mu in bar:
-            start = time.perf_counter()
-            logs = self.l_step(step, mu)
-            l_seconds = time.perf_counter() - start
-            c_seconds = self.c_step(mu)
-            distance = self.distance()
-            self.update_multipliers(mu)
-            record = {"step": step, "mu": mu, "lr": float(self.trainee.optimizer.learning_rate.numpy()),
-                      "loss": logs.get("loss"), "penalty": logs.get(self.penalty.name), "distance": distance,
-                      **self.scores(), "l_seconds": l_seconds, "c_seconds": c_seconds}
-            self.steps.append(record)
-            m = self.scorer.metric
-            bar.set_postfix(mu=f"{mu:.2e}", **{f"{m}_w": f"{record[f'test_{m}_w']:.2f}",
-                                               f"{m}_Δ": f"{record[f'test_{m}_delta']:.2f}"}, dist=f"{distance:.3g}")
+        with ThreadPoolExecutor(1) as pool:
+            scoring = None
+            for step, mu in bar:
+                start = time.perf_counter()
+                logs = self.l_step(step, mu)
+                l_seconds = time.perf_counter() - start
+                c_seconds = self.c_step(mu)
+                distance = self.distance()
+                self.update_multipliers(mu)
+                self.steps.append({"step": step, "mu": mu, "lr": float(self.trainee.optimizer.learning_rate.numpy()),
+                                   "loss": logs.get("loss"), "penalty": logs.get(self.penalty.name),
+                                   "distance": distance, "l_seconds": l_seconds, "c_seconds": c_seconds})
+                self._add_scores(scoring, bar)  # the previous step's, scored while this one trained
+                scoring = (self.steps[-1], self.scores(pool))
+            self._add_scores(scoring, bar)
         self.set_kernels(self.deltas)
         return self
+
+    def _add_scores(self, scoring, bar):
+        """Wait for a ``(step record, future scores)`` pair and put the scores into the record."""
+        if scoring is None:
+            return
+        record, future = scoring
+        record.update(future.result())
+        m = self.scorer.metric
+        bar.set_postfix(mu=f"{record['mu']:.2e}", **{f"{m}_w": f"{record[f'test_{m}_w']:.2f}",
+                                                    f"{m}_Δ": f"{record[f'test_{m}_delta']:.2f}"},
+                        dist=f"{record['distance']:.3g}")
 
     def storage(self):
         """Bits of the compressed model as LC stores it: each task's Θ plus every other

@@ -177,14 +177,18 @@ def test_the_training_split_is_converted_once_and_reshuffled_every_epoch_and_eve
 
     set_seed(1)
     first = epochs(2)
-    tensors = list(batches._tensors.values())[-1][2]
+    entry = list(batches._tensors.values())[-1]
+    tensors, pipeline = entry.x, entry.pipelines[4][0]
     second = epochs(2)
     set_seed(1)
     replay = epochs(2)
-    assert list(batches._tensors.values())[-1][2] is tensors  # converted once
+    assert entry.x is tensors and entry.pipelines[4][0] is pipeline  # converted and built once
     assert all(sorted(e) == list(range(10)) for e in first + second)  # every example once per epoch
     assert first[0] != first[1] and first != second  # a new order every epoch and every fit
     assert replay == first  # the seed decides the orders
+    set_seed(1)
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():  # a pipeline of its own, the same orders
+        assert epochs(2) == first
     targets = replace(data, y_train=np.arange(10.0) * 2)  # other targets (teacher logits): their own tensors
     batches.training_input(targets, 4)
-    assert np.array_equal(list(batches._tensors.values())[-1][3].numpy(), targets.y_train)
+    assert np.array_equal(list(batches._tensors.values())[-1].y.numpy(), targets.y_train)

@@ -3,10 +3,12 @@
 Given numpy arrays, ``fit`` copies them into tensors and builds an input pipeline on every call.
 LC calls ``fit`` once per μ step: on LeNet-300-100 and the 5k MNIST sample that cost 61 ms per
 call, 2.4 s of a 30 s LC run (40 steps, profiled, issue 13). :func:`training_input` keeps the
-tensors of the last few splits and builds the (small) pipeline over them per call: the same
-batches as ``fit`` makes from arrays — the whole split reshuffled every epoch, the last batch
-partial, each batch gathered at once as Keras's own adapter does (a ``Dataset.shuffle`` of
-single examples cost 1.3x per epoch).
+tensors of the last few splits and, per batch size, one pipeline over them whose shuffling seed is
+a variable assigned at every call (building the pipeline anew traced two functions: 26 ms of the
+70 ms that ``fit`` of an L-step spent around its 0.26 s of training; under a distribution strategy
+each call still builds its own). The batches are those ``fit`` makes from arrays — the whole split
+reshuffled every epoch, the last batch partial, each batch gathered at once as Keras's own adapter
+does (a ``Dataset.shuffle`` of single examples cost 1.3x per epoch).
 
 The pipeline runs without tf.data's autotuning, one gather at a time, two batches ahead: with
 autotuning, every other ``fit`` waited ~0.25 s at its end for the tuner's thread (5 epochs of an
@@ -32,12 +34,29 @@ def training_input(data, batch_size):
     batches, consecutive fits (LC's μ steps) see new orders. A distribution strategy splits
     each batch over its replicas (or shards the batches over workers) as it does a dataset."""
     seed = int(np.random.randint(2 ** 31 - 1))
-    x, y = _cached(data.x_train, data.y_train)
-    n, batch_size = int(x.shape[0]), int(batch_size)
+    entry = _cached(data.x_train, data.y_train)
+    n, batch_size = int(entry.x.shape[0]), int(batch_size)
+    if tf.distribute.has_strategy():  # a pipeline of its own, its seed a constant
+        dataset = _pipeline(entry.x, entry.y, batch_size, tf.constant(seed, tf.int64))
+    else:
+        if batch_size not in entry.pipelines:
+            with tf.init_scope():
+                variable = tf.Variable(0, dtype=tf.int64, trainable=False)
+            entry.pipelines[batch_size] = (_pipeline(entry.x, entry.y, batch_size, variable), variable)
+        dataset, variable = entry.pipelines[batch_size]
+        variable.assign(seed)
+    return {"x": dataset, "steps_per_epoch": -(-n // batch_size)}
+
+
+def _pipeline(x, y, batch_size, seed):
+    """Endless batches of ``(x, y)``: epoch e in the order of ``stateless_shuffle`` seeded
+    ``(seed, e)``, read when the epoch starts (a variable ``seed`` is read by each new iterator)."""
+    n = int(x.shape[0])
     full = n // batch_size
 
     def epoch_batches(epoch):
-        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), tf.stack([seed, epoch]))
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
+                                                         tf.stack([tf.convert_to_tensor(seed), epoch]))
         batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full * batch_size], [full, batch_size]))
         return batches.concatenate(tf.data.Dataset.from_tensors(order[full * batch_size:])) if n % batch_size else batches
 
@@ -50,19 +69,26 @@ def training_input(data, batch_size):
     options.experimental_optimization.apply_default_optimizations = False  # no copy of the arrays' graph
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.autotune.enabled = False  # see the module's docstring
-    dataset = tf.data.Dataset.zip((orders, arrays)).map(gather)
-    return {"x": dataset.with_options(options).prefetch(2), "steps_per_epoch": -(-n // batch_size)}
+    return tf.data.Dataset.zip((orders, arrays)).map(gather).with_options(options).prefetch(2)
+
+
+class _Entry:
+    """A training split as tensors, and its pipelines by batch size."""
+
+    def __init__(self, x, y):
+        self.arrays = (x, y)  # held, so that their ids cannot be reused while cached
+        self.x, self.y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+        self.pipelines = {}
 
 
 def _cached(x, y):
-    """``x`` and ``y`` as tensors, converted once. Keyed by the arrays themselves (held in the
-    entry, so that their ids cannot be reused while cached): a Dataset copied with other targets
-    (e.g. teacher logits) gets its own entry."""
+    """The :class:`_Entry` of ``x`` and ``y``, converted once. Keyed by the arrays themselves: a
+    Dataset copied with other targets (e.g. teacher logits) gets its own entry."""
     key = (id(x), id(y))
     if key not in _tensors:
         with tf.init_scope():
-            _tensors[key] = (x, y, tf.convert_to_tensor(x), tf.convert_to_tensor(y))
+            _tensors[key] = _Entry(x, y)
         while len(_tensors) > KEEP:
             _tensors.popitem(last=False)
     _tensors.move_to_end(key)
-    return _tensors[key][2:]
+    return _tensors[key]

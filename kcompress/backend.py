@@ -17,6 +17,7 @@ import os
 import sys
 
 import kcompress  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from kcompress.core import cache
 
 
 @contextlib.contextmanager
@@ -45,26 +46,16 @@ def _xla_cache():
     the least recently written files. XLA keys each entry by a fingerprint of the computation,
     so a changed model never reuses another's code. A folder that cannot be written means no
     cache, nothing else."""
-    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kcompress", "xla")
-    folder = os.environ.get("KCOMPRESS_XLA_CACHE", default)
+    folder = os.environ.get("KCOMPRESS_XLA_CACHE", os.path.join(cache.root(), "xla"))
     flags = os.environ.get("TF_XLA_FLAGS", "")
     if not folder or "tf_xla_persistent_cache_directory" in flags:
         return
     try:
         os.makedirs(folder, exist_ok=True)
-        trim(folder, XLA_CACHE_LIMIT)
+        cache.trim(folder, XLA_CACHE_LIMIT)
     except OSError:
         return
     os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()
-
-
-def trim(folder, limit):
-    """Delete the least recently written files of ``folder`` until the rest hold ``limit`` bytes."""
-    total = 0
-    for entry in sorted(os.scandir(folder), key=lambda e: e.stat().st_mtime, reverse=True):
-        total += entry.stat().st_size
-        if total > limit:
-            os.remove(entry.path)
 
 
 _xla_cache()

@@ -9,16 +9,23 @@ import pytest
 import kcompress  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 
 
+CACHES = ("KCOMPRESS_XLA_CACHE", "KCOMPRESS_MEASUREMENT_CACHE")
+
+
 def pytest_configure(config):
-    """The suite's XLA cache (see kcompress.backend) lives in a folder of its own, shared by the
-    suite's processes and removed at the end: tests neither read nor grow the user's cache."""
-    if "KCOMPRESS_XLA_CACHE" not in os.environ:
-        config.xla_cache = os.environ["KCOMPRESS_XLA_CACHE"] = tempfile.mkdtemp(prefix="kcompress-xla-")
+    """The suite's caches (XLA steps, see kcompress.backend; measurements, kcompress.core.cache)
+    live in folders of their own, shared by the suite's processes and removed at the end: tests
+    neither read nor grow the user's caches."""
+    config.cache_folders = []
+    for name in CACHES:
+        if name not in os.environ:
+            os.environ[name] = tempfile.mkdtemp(prefix=f"{name.lower()}-")
+            config.cache_folders.append(os.environ[name])
 
 
 def pytest_unconfigure(config):
-    if getattr(config, "xla_cache", None):
-        shutil.rmtree(config.xla_cache, ignore_errors=True)
+    for folder in getattr(config, "cache_folders", ()):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

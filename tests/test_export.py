@@ -60,6 +60,30 @@ def test_the_reference_tflite_size_is_reused_only_for_the_weights_it_was_measure
     assert sizes["tflite_gzip_bytes"] != recorded["tflite_gzip_bytes"]
 
 
+def test_a_tflite_size_is_converted_once_per_architecture_and_weights(reference, monkeypatch, tmp_path):
+    """The float32 TFLite size is kept in the measurement cache: the same model again reads it
+    back, other weights or another architecture convert, an empty cache setting keeps nothing."""
+    from kcompress.export import convert
+
+    monkeypatch.setenv("KCOMPRESS_MEASUREMENT_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = convert.to_tflite
+    monkeypatch.setattr(convert, "to_tflite", lambda m, mode: calls.append(m) or real(m, mode))
+    first = convert.tflite_size(reference.model)
+    assert convert.tflite_size(reference.model) == first and len(calls) == 1
+    assert first["tflite_bytes"] == len(real(reference.model, "float32"))
+    scaled = _scaled_copy(reference.model)
+    assert convert.tflite_size(scaled)["weights_sha1"] != first["weights_sha1"] and len(calls) == 2
+    from kcompress.backend import keras
+
+    other = keras.Sequential([keras.Input(reference.model.inputs[0].shape[1:]), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    convert.tflite_size(other)
+    assert len(calls) == 3 and len(list((tmp_path / "cache").iterdir())) == 3
+    monkeypatch.setenv("KCOMPRESS_MEASUREMENT_CACHE", "")
+    assert convert.tflite_size(reference.model) == first and len(calls) == 4
+
+
 def _scaled_copy(model):
     from kcompress.pipeline import clone
 

@@ -144,7 +144,7 @@ def test_xla_steps_persist_in_the_cache_folder_which_is_trimmed_oldest_first(ref
     see conftest); ``trim`` keeps the most recently written files within the limit."""
     import os
 
-    from kcompress import backend
+    from kcompress.core import cache
 
     folder = os.environ["KCOMPRESS_XLA_CACHE"]
     assert f"--tf_xla_persistent_cache_directory={folder}" in os.environ["TF_XLA_FLAGS"]
@@ -152,7 +152,7 @@ def test_xla_steps_persist_in_the_cache_folder_which_is_trimmed_oldest_first(ref
     for i, size in enumerate((300, 200, 100)):
         (tmp_path / f"e{i}").write_bytes(b"x" * size)
         os.utime(tmp_path / f"e{i}", (1000 + i, 1000 + i))
-    backend.trim(tmp_path, 350)
+    cache.trim(tmp_path, 350)
     assert sorted(os.listdir(tmp_path)) == ["e1", "e2"]
 
 

@@ -10,6 +10,7 @@ import gzip
 import numpy as np
 
 from kcompress.backend import tf
+from kcompress.core.cache import remembered
 from kcompress.core.stats import weights_digest
 from kcompress.errors import require
 from kcompress.export.settings import DEFAULT_OPSET, TFLITE_MODES
@@ -59,6 +60,13 @@ def gzip_size(blob):
 
 def tflite_size(model):
     """Bytes and gzip'd bytes of ``model``'s float32 TFLite file, with the digest of the weights
-    they were measured on (``weights_sha1``)."""
-    blob = to_tflite(model, "float32")
-    return {"tflite_bytes": len(blob), "tflite_gzip_bytes": gzip_size(blob), "weights_sha1": weights_digest(model.get_weights())}
+    they were measured on (``weights_sha1``). Converted once per architecture, weights and
+    TensorFlow version: later commands read it from the measurement cache (:mod:`kcompress.core.cache`)."""
+    digest = weights_digest(model.get_weights())
+
+    def measure():
+        blob = to_tflite(model, "float32")
+        return {"tflite_bytes": len(blob), "tflite_gzip_bytes": gzip_size(blob)}
+
+    key = {"model": model.to_json(), "weights_sha1": digest, "tensorflow": tf.__version__}
+    return {**remembered("tflite-size", key, measure), "weights_sha1": digest}

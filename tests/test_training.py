@@ -11,6 +11,7 @@ from kcompress.core.data import load_dataset
 from kcompress.errors import TrainingDiverged
 from kcompress.core.modeldir import load_model
 from kcompress.core.objectives import ErrorFromAccuracy, LogSumExpError, MaxAbsError, evaluate_model
+from kcompress.training import execution
 from kcompress.training.penalty import QuadraticPenalty
 from kcompress.training.config import TrainConfig
 from kcompress.training.loop import fit
@@ -110,7 +111,8 @@ def test_default_path_runs_several_steps_per_call_under_xla_and_matches_the_plai
     cfg = TrainConfig(epochs=2, batch_size=64, verbose=0)
     fast = fit(_tiny(small_mnist), small_mnist, cfg)
     plain = fit(_tiny(small_mnist), small_mnist, cfg, steps_per_execution=1, jit_compile=False)
-    assert fast.execution == {"steps_per_execution": 20, "jit_compile": True, "reason": ""}
+    assert fast.execution == {"steps_per_execution": execution.STEPS_PER_EXECUTION, "jit_compile": True, "reason": ""}
+    assert execution.STEPS_PER_EXECUTION > 1
     assert plain.execution["steps_per_execution"] == 1 and not plain.execution["jit_compile"]
     np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=1e-3)  # same batches, same steps
 

@@ -6,7 +6,7 @@ step before any step ran, runs again without XLA. The path that ran lands in ``r
 """
 from kcompress.backend import tf
 
-STEPS_PER_EXECUTION = 20
+STEPS_PER_EXECUTION = 100
 # Layers whose training step XLA compiles into something far slower than the plain graph.
 # tfmot's clustering wrappers (the sparse gradient of their centroid gather, thousands of repeated
 # indices per centroid, makes the optimizer's sparse update slow under XLA): fine-tuning
@@ -23,7 +23,9 @@ def choose_execution(model, callbacks, steps_per_execution=None, jit_compile=Non
     and XLA unless told otherwise or impossible.
 
     Per-epoch cost of LeNet-300-100 on the 5k MNIST sample, batch 256 (issue 13): plain fit
-    134 ms, 20 steps per call 124 ms, + XLA 85 ms; batch 64: 439, 252, 185 ms. A callback
+    134 ms, 20 steps per call 124 ms, + XLA 85 ms; batch 64: 439, 252, 185 ms. A call of
+    100 steps (an epoch of 79 batches at batch 64; Keras ends a call at the epoch's end) cost
+    103-106 ms per epoch against 113-117 ms for 20 (XLA, batch 64, alternated in one process). A callback
     with per-batch hooks (tfmot's UpdatePruningStep, a batch-wise schedule) would see the
     batches only in groups, so it keeps one step per call; a model with more than one
     replica keeps the plain graph (XLA across replicas is untested here), and so does a model

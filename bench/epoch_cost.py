@@ -6,13 +6,16 @@ contender trains ``--epochs`` epochs per round; rounds alternate between contend
 (torch, keras, kcompress, torch, ...) so that machine load hits all alike; the first epoch
 of each contender's first round (tracing, XLA compilation) is left out. Per-epoch time is
 the median over the remaining epochs; ratios are kcompress / torch and kcompress / keras.
+Many short rounds (16 of 2 epochs) keep a slow spell of the shared machine from landing on one
+contender: with 4 rounds of 4 epochs, three runs within an hour gave kcompress/torch 0.88-1.00 at
+batch 64 and 0.73-1.07 at batch 256.
 torch runs in a worker process that never loads TensorFlow (torch and TensorFlow training
 in one process crashed with a segmentation fault) and flushes denormals to zero as TensorFlow
 does. It runs with 1 and with 2 threads and the faster is the reference: on the shared,
 loaded 2-core machine 2 threads took 1.2-3.0 s per epoch (thread contention), 1 thread 0.15-0.45 s.
 
     pip install -e .[bench]   # torch, for this script only
-    python bench/epoch_cost.py [--rounds 4 --epochs 4 --batches 64,256 --threads 1,2]
+    python bench/epoch_cost.py [--rounds 16 --epochs 2 --batches 64,256 --threads 1,2]
 
 Writes bench/results/epoch_cost.json and .md.
 """
@@ -165,8 +168,8 @@ def measure(ds, batch, args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batches", default="64,256")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", default="1,2", help="torch thread counts to run (the fastest is the reference)")

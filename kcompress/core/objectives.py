@@ -111,6 +111,11 @@ def primary_metric(task):
     return "test_error" if task == "classification" else "max_error"
 
 
+def score_name(task):
+    """The headline number's key in :func:`scores` (no split prefix): ``error`` or ``max_error``."""
+    return "error" if task == "classification" else "max_error"
+
+
 def scores(y_true, y_pred, data, prefix=""):
     """Exact metrics of predictions ``y_pred`` against ``y_true`` for ``data``'s task."""
     if data.task == "classification":

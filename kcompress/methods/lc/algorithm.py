@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from kcompress.backend import tf
-from kcompress.core.objectives import scores
+from kcompress.core.objectives import score_name, scores
 from kcompress.core.stats import FLOAT_BITS
 from kcompress.core.surgery import clone
 from kcompress.training import loop as training
@@ -51,7 +51,7 @@ class Scorer:
         deltas = [tf.TensorSpec(v.shape, v.dtype) for v in self.variables]
         self.pair = tf.function(self._pair, input_signature=[spec, deltas])
         self.data = data
-        self.metric = "error" if data.task == "classification" else "max_error"
+        self.metric = score_name(data.task)
         # The inputs as tensors once: converting both splits again at every μ step copied 47 MB
         # (5k + 10k MNIST images) per step.
         self.inputs = {split: [tf.constant(x[i:i + chunk], tf.float32) for i in range(0, len(x), chunk)]

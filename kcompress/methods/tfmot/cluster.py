@@ -24,7 +24,7 @@ split (``run.json``: ``clustering.codebook`` and ``codebook_train_errors``); the
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from kcompress.core.objectives import predict, scores
+from kcompress.core.objectives import predict, score_name, scores
 from kcompress.core.surgery import clone
 from kcompress.methods.base import CompressionResult
 from kcompress.methods.tfmot import common, fixed_sharing
@@ -52,8 +52,7 @@ def cluster(reference, model, settings, preserve_sparsity=None):
 
 def train_error(model, data):
     """The task's error (test error in %, or ε) of ``model`` on the training split."""
-    key = "error" if data.task == "classification" else "max_error"
-    return float(scores(data.y_train, predict(model, data.x_train), data)[key])
+    return float(scores(data.y_train, predict(model, data.x_train), data)[score_name(data.task)])
 
 
 def _cluster(reference, model, settings, preserve_sparsity):

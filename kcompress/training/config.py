@@ -9,11 +9,11 @@ import math
 from dataclasses import dataclass
 
 from kcompress.core.settings import Settings, option, positive
+from kcompress.core.tasks import LOSSES
 from kcompress.errors import require
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("fixed", "step", "plateau")
-LOSSES = ("xent", "mse", "lse")
 
 
 def batch_size(value):
@@ -41,8 +41,8 @@ class TrainConfig(Settings):
     plateau_patience: int = option(5, "epochs without improvement before a plateau decay", sweep=True)
     patience: int = option(0, "early-stopping patience in epochs (0 = off)", sweep=True)
     monitor: str = option("val_loss", "what early stopping and plateau decay watch")
-    loss: str = option(None, "loss (unset: xent for classes, mse for regression); lse = log-sum-exp of |errors|, "
-                             "targets ε", choices=LOSSES, sweep=True)
+    loss: str = option(None, "loss (unset: xent for classes, mse for regression); xent follows the output "
+                             "(logits, softmax or one sigmoid unit); lse = log-sum-exp of |errors|, targets ε", choices=LOSSES, sweep=True)
     lse_temperature: float = option(1e-3, "temperature of the lse loss (in target units)", sweep=True)
     verbose: int = option(None, "Keras verbosity; unset: a progress bar on a terminal, a line per epoch otherwise",
                           cli=False)

@@ -34,7 +34,7 @@ def compile_model(model, data, cfg, optimizer=None):
     with model.distribute_strategy.scope():
         model.compile(
             optimizer=optimizer or make_optimizer(cfg),
-            loss=get_loss(cfg.loss, data.task, cfg.lse_temperature),
+            loss=get_loss(cfg.loss, data, cfg.lse_temperature),
             metrics=keras_metrics(data),
         )
     return model

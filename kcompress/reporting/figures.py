@@ -10,7 +10,7 @@ import math
 
 import matplotlib.ticker
 
-from kcompress.report.plots import plt, save_figure
+from kcompress.reporting.plots import plt, save_figure
 
 X_AXES = {
     "bits_ratio": ("compression ratio (reference bits / compressed bits)", "%g×"),

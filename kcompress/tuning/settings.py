@@ -3,7 +3,7 @@
 ``auto`` is not a registered method: it searches the registered ones (and their declared chains)
 with Keras Tuner for the smallest ``--objective`` whose validation error stays within the
 budget — ``--max-error`` absolute, or the reference's validation error plus
-``--max-error-increase`` — see :mod:`kcompress.tune.auto`.
+``--max-error-increase`` — see :mod:`kcompress.tuning.auto`.
 """
 import re
 from dataclasses import dataclass

@@ -4,7 +4,7 @@
 trains one model per trial (every ``train`` flag is a base setting; ``--space`` items vary
 some of them); with ``--from REF --method NAME`` each trial compresses the reference instead.
 The tuning directory holds Keras Tuner's state, one folder per trial (with its model
-directory), and the report (:mod:`kcompress.tune.report`). Running the same command again
+directory), and the report (:mod:`kcompress.tuning.report`). Running the same command again
 resumes a killed search; ``--chief``/``--worker`` spread the trials over processes.
 """
 import contextlib
@@ -13,9 +13,10 @@ import os
 import shutil
 from pathlib import Path
 
-from kcompress.core.modeldir import out_lock
+from kcompress.core.modeldir import check_apart, out_lock
+from kcompress.core.source import Source
 from kcompress.errors import require
-from kcompress.tune.space import check_names, grid, grid_size, hyperparameters, parse_space
+from kcompress.tuning.space import check_names, grid, grid_size, hyperparameters, parse_space
 
 SEARCHES = ("grid", "random", "bayesian", "hyperband")
 SEARCH_FILE = "search.json"
@@ -35,8 +36,11 @@ def tune(out, space=None, search="random", objective=None, max_trials=10, overwr
     require(bool(from_dir) == bool(method), "--from and --method go together (a compression search)")
     require(search != "bayesian" or _has("sklearn"),
             "--search bayesian needs scikit-learn (pip install scikit-learn); use random, grid or hyperband")
+    if from_dir:
+        check_apart(Path(out), Path(from_dir))
     parsed = parse_space(space)
-    runner = _runner(from_dir, method, base, seed, next(_corners(parsed)))
+    source = {k: base.pop(k) for k in Source.names() if k in base} if method else {}
+    runner = _runner(from_dir, method, base, seed, next(_corners(parsed)), source)
     check_names(parsed, runner.searchable, "with " + (f"--method {method}" if method else "training"))
     for values in _corners(parsed):
         runner.check(values)
@@ -44,15 +48,15 @@ def tune(out, space=None, search="random", objective=None, max_trials=10, overwr
         print(f"grid search: {grid_size(parsed)} trials", flush=True)
     key = _objective(objective, runner)
     out = Path(out)
-    settings = dict(space=list(space), search=search, objective=key, max_trials=max_trials, from_dir=from_dir,
-                    method=method, seed=seed, **base)
+    settings = dict(space=list(space), search=search, objective=key, max_trials=max_trials,
+                    from_dir=str(from_dir) if from_dir else None, method=method, seed=seed, **source, **base)
     grid_values = grid(parsed) if search == "grid" else None
     oracle = run_search(out, settings, hyperparameters(parsed), grid_values, runner, key, search, max_trials, seed,
                         overwrite, chief, worker, tuner_id)
     if oracle is None:
         return None
-    from kcompress.tune.report import write_report
-    from kcompress.tune.tuner import trial_rows
+    from kcompress.tuning.report import write_report
+    from kcompress.tuning.tuner import trial_rows
 
     return write_report(out, trial_rows(oracle), parsed, runner, key, search)
 
@@ -61,7 +65,7 @@ def run_search(out, settings, hp, grid_values, runner, key, search, max_trials, 
                worker=None, tuner_id=None, time_budget=None):
     """Run (or resume) the search of ``runner``'s trials over ``hp`` in tuning directory ``out``
     (``settings`` are what a resume must find unchanged); returns the oracle, ``None`` on a worker."""
-    from kcompress.tune.distributed import is_tuning_worker, tuning_role
+    from kcompress.tuning.distributed import is_tuning_worker, tuning_role
 
     with contextlib.ExitStack() as held, tuning_role(chief, worker, tuner_id):
         work = out
@@ -83,16 +87,16 @@ def _has(module):
     return importlib.util.find_spec(module) is not None
 
 
-def _runner(from_dir, method, base, seed, first):
-    from kcompress.tune.trials import CompressTrial, TrainTrial
+def _runner(from_dir, method, base, seed, first, source):
+    from kcompress.tuning.trials import CompressTrial, TrainTrial
 
     if method:
-        return CompressTrial(from_dir, method, seed, base, first)
+        return CompressTrial(from_dir, method, seed, base, first, source)
     return TrainTrial(base, seed)
 
 
 def _objective(name, runner):
-    from kcompress.tune.trials import objective_key
+    from kcompress.tuning.trials import objective_key
 
     key = objective_key(name, runner.task)
     require(runner.data.has_val or not key.startswith("val_"),
@@ -160,10 +164,10 @@ def _replace(out, work):
 
 
 def build_tuner(search, objective, hp, grid_values, runner, max_trials, out, seed, time_budget=None):
-    """A :class:`~kcompress.tune.oracles.KcTuner` over the Keras Tuner ``hp`` (``grid_values``: the
+    """A :class:`~kcompress.tuning.oracles.KcTuner` over the Keras Tuner ``hp`` (``grid_values``: the
     value dicts of a grid search) in tuning directory ``out`` (reloaded if it exists)."""
-    from kcompress.tune.oracles import make_oracle
-    from kcompress.tune.tuner import KcTuner
+    from kcompress.tuning.oracles import make_oracle
+    from kcompress.tuning.tuner import KcTuner
 
     budget = runner.max_budget() if search == "hyperband" else None
     oracle = make_oracle(search, objective, hp, grid_values, max_trials, budget, seed, time_budget)

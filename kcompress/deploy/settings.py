@@ -26,7 +26,6 @@ class ExportSettings(Settings):
                                  parse=_list_of(TFLITE_MODES, "--tflite-modes"))
     opset: int = option(DEFAULT_OPSET, "ONNX opset")
     tolerance: float = option(1e-4, "max |exported − Keras| allowed for float exports")
-    data: str = option(None, "data for the check and int8 calibration (unset: the data the model was made with)")
 
     def check(self):
         positive(self.tolerance, "--tolerance")

@@ -12,9 +12,9 @@ ratio per value of the last) and draws one line per value of the last setting.
 import re
 from pathlib import Path
 
-from kcompress.report.collect import collect, row, sweep_points
-from kcompress.report.figures import error_vs
-from kcompress.report.tables import write_table
+from kcompress.reporting.collect import collect, row, sweep_points
+from kcompress.reporting.figures import error_vs
+from kcompress.reporting.tables import write_table
 
 SIZE_COLUMNS = [("params",), ("nonzeros",), ("distinct",), ("codebook",), ("bits_ratio", "bits_ratio", "{:.2f}"),
                 ("tflite_gzip_bytes",)]

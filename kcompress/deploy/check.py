@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from kcompress.core.modeldir import check_out_dir, staged_dir, write_json
-from kcompress.core.objectives import predict, primary_metric, scores
+from kcompress.core.objectives import predict, predicted_classes, primary_metric, scores
 from kcompress.errors import CheckFailed
-from kcompress.export.convert import gzip_size, to_onnx, to_tflite
-from kcompress.export.settings import ExportSettings
-from kcompress.report.tables import table
+from kcompress.deploy.convert import gzip_size, to_onnx, to_tflite
+from kcompress.deploy.settings import ExportSettings
+from kcompress.reporting.tables import table
 
 STRICT = ("tflite-float32", "onnx")  # exports that must reproduce Keras within tolerance
 LATENCY_BATCH = 256
@@ -101,7 +101,7 @@ def agreement(y_file, y_keras, data):
     """Share of test samples on which the file predicts what Keras predicts
     (same class; for regression, the same rounded position)."""
     if data.task == "classification":
-        return float(np.mean(y_file.argmax(-1) == y_keras.argmax(-1)))
+        return float(np.mean(predicted_classes(y_file, data) == predicted_classes(y_keras, data)))
     pos = lambda y: np.round(y.reshape(-1) * data.y_scale)  # noqa: E731
     return float(np.mean(pos(y_file) == pos(y_keras)))
 
@@ -110,7 +110,7 @@ def check_file(name, blob, runner, data, y_keras):
     """The report row of one exported file."""
     x = data.x_test
     y = runner(x)
-    metric_key = primary_metric(data.task)
+    metric_key = primary_metric(data)
     own = scores(data.y_test, y, data, "test_")
     return {
         "file": name,
@@ -138,19 +138,21 @@ def exports(model, data, formats, tflite_modes, opset, seed=0):
     return out
 
 
-def export_and_check(from_dir, out, overwrite=False, seed=0, **options):
-    """Export the model in ``from_dir`` to ``out`` and verify every file; return the report.
+def export_and_check(from_dir, out, overwrite=False, seed=0, data=None, metric=None, **options):
+    """Export the model in ``from_dir`` (a model directory, file or object) to ``out`` and verify every
+    file; return the report.
 
-    ``options`` are :class:`~kcompress.export.settings.ExportSettings` fields; the check (and
-    int8 calibration) uses the data the model was made with unless ``data`` names another.
+    ``options`` are :class:`~kcompress.deploy.settings.ExportSettings` fields; the check (and
+    int8 calibration) uses the data the model was made with unless ``data`` names another (a bare
+    model file needs it); ``metric`` names the headline metric.
     Raises :class:`CheckFailed` (after writing the report) when a float export differs from
     Keras by more than ``tolerance``.
     """
     from kcompress.pipeline import load_reference
 
     s = ExportSettings.from_dict(options)
-    check_out_dir(out, overwrite)
-    ref = load_reference(from_dir, s.data)
+    check_out_dir(out, overwrite, sources=(from_dir,))
+    ref = load_reference(from_dir, data, metric=metric)
     y_keras = predict(ref.model, ref.data.x_test)
     rows = []
     with staged_dir(out, overwrite) as tmp:
@@ -160,7 +162,7 @@ def export_and_check(from_dir, out, overwrite=False, seed=0, **options):
             row["strict"] = variant in STRICT
             row["passed"] = not row["strict"] or row["max_abs_diff"] <= s.tolerance
             rows.append(row)
-        report = {"from": str(from_dir), "data": ref.data.name, "n_test": int(len(ref.data.x_test)),
+        report = {"from": str(ref.folder) if ref.folder else f"model {ref.model.name}", "data": ref.data.name, "n_test": int(len(ref.data.x_test)),
                   "tolerance": s.tolerance, "opset": s.opset, "keras_metric": ref.run.get("metrics"),
                   "files": rows, "passed": all(r["passed"] for r in rows)}
         write_json(tmp / "report.json", report)

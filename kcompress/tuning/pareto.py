@@ -4,8 +4,8 @@ A trial is on the front when no other trial is at least as good in both (objecti
 and better in one. ``pareto.md`` / ``pareto.csv`` list the front; ``pareto.png`` shows every
 trial, the front as a line, the error budget as a band and the reference.
 """
-from kcompress.report import plots
-from kcompress.report.tables import write_table
+from kcompress.reporting import plots
+from kcompress.reporting.tables import write_table
 
 LABELS = {"bits": "storage bits", "gzip-tflite": "gzip'd float32 TFLite bytes",
           "latency": "ONNX latency, batch 256, 1 thread (ms)", "params": "parameters"}

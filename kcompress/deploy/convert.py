@@ -13,7 +13,7 @@ from kcompress.backend import tf
 from kcompress.core.cache import remembered
 from kcompress.core.stats import weights_digest
 from kcompress.errors import require
-from kcompress.export.settings import DEFAULT_OPSET, TFLITE_MODES
+from kcompress.deploy.settings import DEFAULT_OPSET, TFLITE_MODES
 
 
 def input_signature(model):

@@ -11,11 +11,11 @@ from kcompress import pipeline
 from kcompress.core.modeldir import read_run
 from kcompress.core.modelspec import ModelSettings
 from kcompress.core.settings import expand
-from kcompress.export.check import export_and_check
+from kcompress.deploy.check import export_and_check
 from kcompress.methods import settings_class
-from kcompress.report.tables import write_table
+from kcompress.reporting.tables import write_table
 from kcompress.training.config import TrainConfig
-from kcompress.tune.autosearch import compress_auto
+from kcompress.tuning.autosearch import compress_auto
 
 # (label, method, settings): short settings that show each method without taking long.
 DEMO_STEPS = (

@@ -25,9 +25,9 @@ from kcompress.core.stats import compression_stats
 from kcompress.errors import UsageError, require
 from kcompress.methods import REGISTRY, settings_class
 from kcompress.methods.base import Reference
-from kcompress.tune.space import Param, add_param, one_type, parse_item, parse_value
-from kcompress.tune.tuner import TrialImpossible
-from kcompress.tune.trials import MODEL_DIR, ReferenceTrial, command_args
+from kcompress.tuning.space import Param, add_param, one_type, parse_item, parse_value
+from kcompress.tuning.tuner import TrialImpossible
+from kcompress.tuning.trials import MODEL_DIR, ReferenceTrial, command_args
 
 OVER_BUDGET = 10.0  # the score of a trial over budget starts here; within budget it is objective / reference's
 TOTAL_KEYS = {"bits": "bits", "gzip-tflite": "tflite_gzip_bytes", "params": "params"}
@@ -104,7 +104,7 @@ def auto_grid(names, spaces):
 
 def stage_settings(values, spaces):
     """The settings of each stage of a trial's ``values`` (exit 2 if unusable)."""
-    from kcompress.tune.space import trial_value
+    from kcompress.tuning.space import trial_value
 
     return [settings_class(m).from_dict({f: trial_value(values[f"{m}.{f}"]) for f in spaces[m]
                                          if f"{m}.{f}" in values})
@@ -128,9 +128,9 @@ class AutoTrial(ReferenceTrial):
     kind = "compress"
     budget, resumable = None, False
 
-    def __init__(self, from_dir, settings, seed=0):
+    def __init__(self, from_dir, settings, seed=0, source=None):
         self.settings, self.seed = settings, seed
-        self.reference = pipeline.load_reference(from_dir)
+        self.reference = pipeline.load_reference(from_dir, **(source or {}))
         self.names = candidate_names(settings.objective, settings.methods)
         require(self.names, f"--objective {settings.objective}: no method declares a search space that lowers it")
         self.spaces = method_spaces(self.names, settings.space)
@@ -180,8 +180,8 @@ class AutoTrial(ReferenceTrial):
         fastest of the calls counts, not the median: on 2 shared cores a 2 ms call is preempted
         far more often than a 0.5 ms one, and medians made a pruned LeNet-300-100 (keep 0.24)
         13.9x faster in a search where, timed alone a minute later, it was 3-4x faster."""
-        from kcompress.export.check import LATENCY_BATCH, OnnxRunner, interleaved_latency_ms
-        from kcompress.export.convert import to_onnx
+        from kcompress.deploy.check import LATENCY_BATCH, OnnxRunner, interleaved_latency_ms
+        from kcompress.deploy.convert import to_onnx
 
         x = self.data.x_train[:LATENCY_BATCH]  # inputs only: timing needs no labels
         if self._onnx is None:
@@ -249,11 +249,11 @@ class AutoTrial(ReferenceTrial):
 
     def command(self, values, out):
         """Ready ``compress`` commands that redo the trial (one per stage, each from the last)."""
-        commands, source = [], str(self.reference.folder.resolve())
+        commands, source = [], self.reference.from_args()
         stages = stage_settings(values, self.spaces)
         for i, s in enumerate(stages, 1):
             target = str(out) if i == len(stages) else f"{out}-stage{i}"
-            commands.append(["kcompress", "compress", "--from", source, "--method", s.NAME]
+            commands.append(["kcompress", "compress", *source, "--method", s.NAME]
                             + command_args(s.to_dict(), s.defaults()) + ["--seed", str(self.seed), "--out", target])
-            source = target
+            source = ["--from", target]
         return commands[0] if len(commands) == 1 else commands

@@ -3,38 +3,41 @@
     kcompress compress --from models/ref --method auto --objective bits --max-error-increase 0.5 \\
         --max-trials 30 | --time-budget 2h  [--methods prune+cluster,lc] [--space lc.mu_steps=20] --out DIR
 
-The search is a ``tune`` search (:func:`kcompress.tune.search.run_search`: resumable after a
+The search is a ``tune`` search (:func:`kcompress.tuning.search.run_search`: resumable after a
 kill by running the same command again, ``--chief``/``--worker`` as for ``tune``) whose trials
-are :class:`~kcompress.tune.auto.AutoTrial`. ``DIR`` then holds the trials and ``trials.md``,
-the Pareto front (:mod:`kcompress.tune.pareto`), ``best/`` (the chosen model directory: the
+are :class:`~kcompress.tuning.auto.AutoTrial`. ``DIR`` then holds the trials and ``trials.md``,
+the Pareto front (:mod:`kcompress.tuning.pareto`), ``best/`` (the chosen model directory: the
 smallest objective within the error budget), ``exported/`` (its TFLite and ONNX files with the
 deployment check) and ``summary.md`` / ``summary.json``, which state all of it.
 """
 import shutil
 from pathlib import Path
 
-from kcompress.core.modeldir import write_json
+from kcompress.core.modeldir import check_apart, write_json
 from kcompress.core.objectives import evaluate_model, primary_metric
+from kcompress.core.source import Source
 from kcompress.errors import CheckFailed
-from kcompress.tune.auto import AutoTrial, auto_grid, auto_hyperparameters
-from kcompress.tune.report import BEST_DIR, write_report
-from kcompress.tune.settings import AutoSettings
+from kcompress.tuning.auto import AutoTrial, auto_grid, auto_hyperparameters
+from kcompress.tuning.report import BEST_DIR, write_report
+from kcompress.tuning.settings import AutoSettings
 
 PER_RUN = ("chief", "worker", "tuner_id")  # how this process takes part, not what is searched
 
 
 def compress_auto(from_dir, out, overwrite=False, seed=0, **settings):
     """Run (or resume) the auto search into ``out``; returns the summary (``None`` on a worker)."""
-    from kcompress.tune.search import run_search
-    from kcompress.tune.tuner import trial_rows
-    from kcompress.tune.pareto import write_pareto
+    from kcompress.tuning.search import run_search
+    from kcompress.tuning.tuner import trial_rows
+    from kcompress.tuning.pareto import write_pareto
 
+    check_apart(Path(out), Path(from_dir))
+    source = {k: settings.pop(k) for k in Source.names() if k in settings}
     s = AutoSettings.from_dict(settings)
-    runner = AutoTrial(from_dir, s, seed)
+    runner = AutoTrial(from_dir, s, seed, source)
     runner.check()
     hp = auto_hyperparameters(runner.names, runner.spaces)
     grid = auto_grid(runner.names, runner.spaces) if s.search == "grid" else None
-    recorded = {"method": "auto", "from_dir": str(from_dir), "seed": seed, "spaces": runner.params(),
+    recorded = {"method": "auto", "from_dir": str(from_dir), "seed": seed, "spaces": runner.params(), **source,
                 **{k: v for k, v in s.to_dict().items() if k not in PER_RUN}}
     print(f"auto search over {', '.join(runner.names)}: reference {s.objective} {runner.reference_objective:.4g}, "
           f"validation error {runner.reference_error:.4g}, budget {runner.error_budget:.4g}", flush=True)
@@ -50,7 +53,7 @@ def compress_auto(from_dir, out, overwrite=False, seed=0, **settings):
 
 def finish(out, report, front, runner, seed):
     """Re-evaluate the chosen model on the test split, export and check it, write the summary."""
-    from kcompress.export.check import export_and_check
+    from kcompress.deploy.check import export_and_check
     from kcompress.pipeline import load_reference
 
     best = report["best"]

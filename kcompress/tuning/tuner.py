@@ -2,7 +2,7 @@
 
 Keras Tuner 1.4.8 checks built models against Keras 3 and clears the Keras 3 session, while
 kcompress models are tf_keras. :class:`KcTuner` therefore overrides ``run_trial`` (the "tune
-anything" pattern): it hands the trial's values to a runner (:mod:`kcompress.tune.trials`),
+anything" pattern): it hands the trial's values to a runner (:mod:`kcompress.tuning.trials`),
 clears the tf_keras session itself, and returns the runner's metrics. A diverged run or a NaN
 objective is a failed trial, not a crash, and so is a trial that cannot run in a space the search
 made itself (:class:`TrialImpossible`, ``compress --method auto``); a bad setting the user gave
@@ -73,7 +73,7 @@ class KcTuner(kt.Tuner):
 
     def search(self, *args, **kwargs):
         """As Keras Tuner's, except that a chief serves the oracle until the search is done, then returns."""
-        from kcompress.tune.distributed import is_tuning_chief, serve_oracle
+        from kcompress.tuning.distributed import is_tuning_chief, serve_oracle
 
         if is_tuning_chief():
             self.save()

@@ -146,15 +146,16 @@ class CompressTrial(ReferenceTrial):
     kind = "compress"
     resumable = False
 
-    def __init__(self, from_dir, method, seed=0, base=None, first=None):
+    def __init__(self, from_dir, method, seed=0, base=None, first=None, source=None):
         """``first``: one candidate of each searched setting, so that the fixed settings are checked
-        (exit 2) before the reference loads, also when a required one is searched (``--space task=...``)."""
+        (exit 2) before the reference loads, also when a required one is searched (``--space task=...``);
+        ``source``: the reference's data, loss and metric (:class:`~kcompress.core.source.Source` fields)."""
         self.cls = settings_class(method)
         self.base = dict(base or {})
         known = set(self.cls.names())  # other names: check_names reports them
         self.first = {k: v for k, v in (first or {}).items() if k in known}
         self.settings(self.first)
-        self.reference = pipeline.load_reference(from_dir)
+        self.reference = pipeline.load_reference(from_dir, **(source or {}))
         self.seed = seed
         self.budget = self.cls.BUDGET
         self.searchable = self.cls.names()
@@ -183,11 +184,14 @@ class CompressTrial(ReferenceTrial):
 
     def config(self, values):
         """The trial's settings as a ``compress --config`` file: it names the reference and method too."""
-        conf = {"from": str(self.reference.folder.resolve()), "method": self.cls.NAME}
+        source = self.reference.from_args()
+        conf = {k[2:]: v for k, v in zip(source[::2], source[1::2])}
+        conf["method"] = self.cls.NAME
         conf.update({k: v for k, v in self.settings(values).to_dict().items() if v is not None})
         return conf
 
     def command(self, values, out):
         conf = self.config(values)
-        args = ["kcompress", "compress", "--from", conf.pop("from"), "--method", conf.pop("method")]
+        args = ["kcompress", "compress", *self.reference.from_args(), "--method", conf.pop("method")]
+        conf = {k: v for k, v in conf.items() if f"--{k}" not in args}
         return args + command_args(conf, self.cls.defaults()) + ["--seed", str(self.seed), "--out", str(out)]

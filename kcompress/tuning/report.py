@@ -19,10 +19,10 @@ import yaml
 
 from kcompress.core.modeldir import read_run
 from kcompress.core.objectives import primary_metric
-from kcompress.report import plots
-from kcompress.report.tables import cell, table, write_table
-from kcompress.tune.space import searched, trial_value
-from kcompress.tune.trials import MODEL_DIR
+from kcompress.reporting import plots
+from kcompress.reporting.tables import cell, table, write_table
+from kcompress.tuning.space import searched, trial_value
+from kcompress.tuning.trials import MODEL_DIR
 
 plt = plots.plt
 BEST_DIR = "best"

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from kcompress.core.data import generate_keys, key_bits, load_dataset, read_keys_file
+from kcompress.core.data import load_dataset
+from kcompress.core.keys import generate_keys, key_bits, read_keys_file
 from kcompress.errors import UsageError
 
 
@@ -80,5 +81,43 @@ def test_npz_regression_and_unknown_specs(tmp_path):
         with pytest.raises(UsageError, match=msg):
             load_dataset(spec)
     (tmp_path / "junk.npz").write_text("not a zip")
-    with pytest.raises(UsageError, match="not a readable npz"):
+    with pytest.raises(UsageError, match="not an npz file"):
         load_dataset(str(tmp_path / "junk.npz"))
+
+
+def _split(x, y):
+    """The npz layout of features ``x`` and labels ``y`` (3/4 train, 1/4 test)."""
+    cut = len(x) * 3 // 4
+    return dict(x_train=x[:cut], y_train=y[:cut], x_test=x[cut:], y_test=y[cut:])
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (_split(np.zeros(8), np.arange(8) % 2), "features need one row per sample"),
+    (_split(np.full((8, 2), 1e300), np.arange(8) % 2), "not finite in float32"),
+    (_split(np.zeros((8, 2), np.complex64), np.arange(8) % 2), "complex numbers"),
+    (_split(np.zeros((12, 2)), np.array([0, 1, 2, 999] * 3)), "not the classes 0…K−1"),
+])
+def test_data_the_model_would_misread_is_refused(tmp_path, arrays, message):
+    with pytest.raises(UsageError, match=message):
+        load_dataset(_npz(tmp_path, **arrays))
+
+
+def test_unused_arrays_are_ignored_with_a_notice(tmp_path, capsys):
+    arrays = {**_split(np.zeros((8, 3)), np.arange(8) % 2), "x_val_extra": np.zeros(20)}
+    assert load_dataset(_npz(tmp_path, **arrays)).input_shape == (3,)
+    assert "ignoring array(s) x_val_extra" in capsys.readouterr().err
+
+
+def test_files_that_are_not_what_they_claim(tmp_path):
+    text = tmp_path / "notes.npz"
+    text.write_text("x,y\n1,2\n")
+    with pytest.raises(UsageError, match="not an npz file"):
+        load_dataset(str(text))
+    keys = tmp_path / "keys.txt"
+    keys.write_text("1\n2\n" + str(2**64 + 5) + "\n")
+    with pytest.raises(UsageError, match="line 3: key 18446744073709551621 is outside"):
+        read_keys_file(str(keys))
+    grid = tmp_path / "keys.npy"
+    np.save(grid, np.arange(6, dtype=np.uint64).reshape(2, 3))
+    with pytest.raises(UsageError, match="1-D array, got shape"):
+        read_keys_file(str(grid))

@@ -14,7 +14,8 @@ import pytest
 from kcompress import api
 from kcompress.backend import keras
 from kcompress.cli.main import main
-from kcompress.core.data import generate_keys, load_dataset, read_keys_file
+from kcompress.core.data import load_dataset
+from kcompress.core.keys import generate_keys, read_keys_file
 from kcompress.errors import UsageError
 from kcompress.core.modeldir import out_lock, read_run, staged_dir
 from kcompress.training.config import TrainConfig
@@ -36,11 +37,11 @@ NAN, INF = float("nan"), float("inf")
 
 
 @pytest.mark.parametrize("arrays, message", [
-    (dict(x_train=np.full((6, 3), NAN)), "x_train holds 18 non-finite value"),
-    (dict(x_test=np.array([[1.0, NAN, 1.0], [1.0, 1.0, 1.0]])), "x_test holds 1 non-finite value"),
-    (dict(x_train=np.array([[INF, 0, 0]] + [[0, 0, 0]] * 5)), "x_train holds 1 non-finite value"),
-    (dict(x_val=np.full((2, 3), NAN), y_val=np.array([0, 1])), "x_val holds 6 non-finite"),
-    (dict(y_train=np.array([0.5, NAN, 1, 2, 3, 4]), y_test=np.array([0.5, 1.5])), "y_train holds 1 non-finite"),
+    (dict(x_train=np.full((6, 3), NAN)), r"x_train holds 18 value\(s\) of 18 that are not finite"),
+    (dict(x_test=np.array([[1.0, NAN, 1.0], [1.0, 1.0, 1.0]])), r"x_test holds 1 value\(s\) of 6 that are not finite"),
+    (dict(x_train=np.array([[INF, 0, 0]] + [[0, 0, 0]] * 5)), r"x_train holds 1 value\(s\) of 18 that are not finite"),
+    (dict(x_val=np.full((2, 3), NAN), y_val=np.array([0, 1])), r"x_val holds 6 value\(s\) of 6 that are not finite"),
+    (dict(y_train=np.array([0.5, NAN, 1, 2, 3, 4]), y_test=np.array([0.5, 1.5])), r"y_train holds 1 value\(s\) of 6 that are not finite"),
     (dict(y_train=np.zeros(6, int), y_test=np.zeros(2, int)), "only class 0: a classifier needs at least 2"),
     (dict(y_train=np.array([0.5, 1.5, 0.5, 1.5, 0.5, 1.5])), "y_test holds integer class labels .* y_train holds float"),
     (dict(y_test=np.array([0.0, 1.0])), "y_test holds float targets .* y_train holds integer"),
@@ -55,7 +56,7 @@ def test_bad_data_exits_2_naming_the_file_and_array(tmp_path, capsys):
     path = _npz(tmp_path, x_train=np.full((6, 3), NAN))
     assert main(["train", "--data", path, "--out", str(tmp_path / "m"), "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and path in err and "x_train holds 18 non-finite" in err
+    assert err.count("\n") == 0 and path in err and "x_train holds 18 value(s) of 18 that are not finite" in err
     assert not (tmp_path / "m").exists() and os.listdir(tmp_path) == ["d.npz"]
 
 
@@ -249,7 +250,7 @@ TINY = ["tune", "--model", "index64", "--data", "keys:uniform:600", "--epochs", 
 
 
 def test_interrupted_tune_overwrite_keeps_the_old_search(tmp_path, monkeypatch):
-    from kcompress.tune.trials import TrainTrial
+    from kcompress.tuning.trials import TrainTrial
 
     out = tmp_path / "search"
     assert main(TINY + ["--space", "lr=1e-3", "--out", str(out)]) == 0

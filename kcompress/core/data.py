@@ -12,13 +12,16 @@ import os
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Optional
 
 import numpy as np
 
+from kcompress.core.keys import generate_keys, key_bits, parse_keys_spec, read_keys_file
 from kcompress.errors import UsageError, require
 
-KEY_DISTRIBUTIONS = ("uniform", "normal", "lognormal", "exponential")
 REQUIRED_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+USED_ARRAYS = REQUIRED_ARRAYS + ("x_val", "y_val")
+ARRAYS = "arrays"  # the name of data given as numpy arrays in Python (data_spec cannot reload it)
 
 
 @dataclass
@@ -36,6 +39,8 @@ class Dataset:
     num_classes: int = 0
     y_scale: float = 1.0
     info: dict = field(default_factory=dict)
+    head: Optional[str] = None  # how model outputs are read (kcompress.core.objectives); None: the task's default
+    metric: Optional[str] = None  # the headline metric; None: error for classes, max_error (ε) for regression
 
     @property
     def input_shape(self):
@@ -59,6 +64,8 @@ class Dataset:
             "n_train": int(len(self.x_train)),
             "n_val": int(len(self.x_val)),
             "n_test": int(len(self.x_test)),
+            **({"head": self.head} if self.head else {}),
+            **({"metric": self.metric} if self.metric else {}),
             **self.info,
         }
 
@@ -82,12 +89,17 @@ def load_dataset(spec="mnist-sample", val_split=0.0, seed=0, strict_keys=False):
     instead of sorting and deduplicating them with a notice.
     """
     require(0.0 <= float(val_split) < 1.0, f"--val-split must be in [0, 1), got {val_split}")
+    if isinstance(spec, dict):
+        return _split_val(_arrays_dataset(ARRAYS, _checked_arrays(spec)), val_split, seed)
+    require(isinstance(spec, str), f"--data: expected a dataset spec or a dict of numpy arrays, got {type(spec).__name__}")
+    require(spec != ARRAYS, "--data: the model was made with numpy arrays given in Python, which were not saved; "
+                            "give the data again (data=... or --data PATH.npz)")
     if spec == "mnist-sample":
         arrays = _read_npz(resources.files("kcompress") / "resources" / "mnist_sample.npz")
     elif spec == "mnist":
         arrays = _load_full_mnist()
     elif spec.startswith("keys:"):
-        return _split_val(_keys_dataset(spec, generate_keys(*_parse_keys_spec(spec))), val_split, seed)
+        return _split_val(_keys_dataset(spec, generate_keys(*parse_keys_spec(spec))), val_split, seed)
     elif spec.startswith("keys-file:"):
         return _split_val(_keys_dataset(spec, read_keys_file(spec[len("keys-file:"):], strict_keys)), val_split, seed)
     elif spec.endswith(".npz"):
@@ -102,15 +114,34 @@ def load_dataset(spec="mnist-sample", val_split=0.0, seed=0, strict_keys=False):
 def _read_npz(path):
     path = str(path)
     require(os.path.isfile(path), f"--data: file not found: {path}")
+    with open(path, "rb") as f:
+        require(f.read(4) == b"PK\x03\x04", f"--data {path}: not an npz file (an npz is a zip of .npy arrays, "
+                                              "as numpy.savez writes it)")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in REQUIRED_ARRAYS if k not in z.files]
             require(not missing, f"--data {path}: npz lacks array(s) {', '.join(missing)}")
-            return {k: z[k] for k in z.files}
+            return _used_arrays(path, {k: z[k] for k in z.files})
     except UsageError:
         raise
     except Exception as e:  # zip/format errors from numpy
         raise UsageError(f"--data {path}: not a readable npz file ({e.__class__.__name__}: {e})") from None
+
+
+def _checked_arrays(arrays):
+    """A dict of numpy arrays in the npz layout (Python's ``data=``), its keys checked."""
+    missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
+    require(not missing, f"data: the dict lacks {', '.join(missing)} (the npz layout: x_train, y_train, x_test, y_test)")
+    return _used_arrays("arrays", {k: np.asarray(v) for k, v in arrays.items()})
+
+
+def _used_arrays(name, arrays):
+    """The arrays kcompress reads (x/y of train, test and val); any other is left out with a notice."""
+    extra = sorted(set(arrays) - set(USED_ARRAYS))
+    if extra:
+        print(f"kcompress: notice: --data {name}: ignoring array(s) {', '.join(extra)} (kcompress reads "
+              f"{', '.join(USED_ARRAYS)})", file=sys.stderr)
+    return {k: v for k, v in arrays.items() if k in USED_ARRAYS}
 
 
 def _load_full_mnist():
@@ -127,6 +158,7 @@ def _load_full_mnist():
 
 
 def _arrays_dataset(name, a):
+    a, info = _one_hot_to_classes(name, a)
     _check_arrays(name, a)
     for split in ("train", "test", "val"):
         if f"x_{split}" in a:
@@ -142,6 +174,7 @@ def _arrays_dataset(name, a):
         num_classes = int(y_train.max()) + 1
         require(np.unique(y_train).size >= 2, f"--data {name}: y_train holds only class {int(y_train.max())}: "
                                               "a classifier needs at least 2 classes")
+        _check_classes(name, y_train, num_classes)
         ys = {k: a[k].astype(np.int64) for k in a if k.startswith("y_")}
         for k, y in ys.items():
             bad = y[(y < 0) | (y >= num_classes)]
@@ -161,7 +194,52 @@ def _arrays_dataset(name, a):
         y_test=ys["y_test"],
         task=task,
         num_classes=num_classes,
+        info=info,
     )
+
+
+def _check_classes(name, y, num_classes):
+    """Exit 2 unless the labels are the classes 0…K−1: a stray label (999 among 0–2) would make a
+    thousand-output model; a class of the K may lack training examples, most may not."""
+    seen = np.unique(y)
+    require(seen[0] >= 0, f"--data {name}: y_train has labels out of range (negative: {seen[0]}); classes are 0…K−1")
+    missing = num_classes - len(seen)
+    require(missing <= max(1, num_classes // 10),
+            f"--data {name}: y_train's labels are not the classes 0…K−1: {len(seen)} distinct labels up to "
+            f"{num_classes - 1} leave {missing} classes without an example (labels: "
+            f"{', '.join(map(str, seen[:6]))}{', …' if len(seen) > 6 else ''}); renumber them 0…{len(seen) - 1}")
+
+
+def _one_hot_to_classes(name, a):
+    """One-hot label rows (0/1, exactly one 1) become class indices, said in ``info``: Keras users
+    keep both forms, and one-hot rows read as float targets would train a regression."""
+    ys = [k for k in a if k.startswith("y_")]
+    if not all(_is_one_hot(a[k]) for k in ys):
+        return a, {}
+    converted = {k: np.argmax(a[k], axis=1).astype(np.int64) for k in ys}
+    print(f"kcompress: notice: --data {name}: one-hot labels ({a['y_train'].shape[1]} columns) read as class indices",
+          file=sys.stderr)
+    return {**a, **converted}, {"labels": "one-hot, read as class indices"}
+
+
+def _is_one_hot(y):
+    """True for a 2-D array of 0/1 rows with exactly one 1 each (at least two columns)."""
+    if y.ndim != 2 or y.shape[1] < 2 or not np.issubdtype(y.dtype, np.number) or len(y) == 0:
+        return False
+    return bool(np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1))
+
+
+def binary_targets(ds):
+    """``ds`` with float targets that are all 0 or 1 read as two classes (for a one-sigmoid model);
+    other targets stay as they are."""
+    splits = (ds.y_train, ds.y_val, ds.y_test)
+    if any(y.size and not np.all((y == 0) | (y == 1)) for y in splits) or ds.y_train.size == 0:
+        return ds
+    flat = [np.asarray(y).reshape(len(y), -1)[:, 0].astype(np.int64) for y in splits]
+    ds.y_train, ds.y_val, ds.y_test = flat
+    ds.task, ds.num_classes = "classification", 2
+    ds.info = {**ds.info, "labels": "0/1 targets read as two classes"}
+    return ds
 
 
 def _check_arrays(name, a):
@@ -169,9 +247,18 @@ def _check_arrays(name, a):
     split, and labels of another kind (integer classes vs float targets) than y_train's."""
     for k in sorted(k for k in a if k[:2] in ("x_", "y_")):
         require(np.issubdtype(a[k].dtype, np.number), f"--data {name}: {k} has non-numeric dtype {a[k].dtype}")
+        require(not np.issubdtype(a[k].dtype, np.complexfloating),
+                f"--data {name}: {k} holds complex numbers ({a[k].dtype}); give real features (e.g. real and "
+                "imaginary parts as two columns)")
+        require(not k.startswith("x_") or a[k].ndim >= 2, f"--data {name}: {k} has shape {a[k].shape}: features "
+                                                           "need one row per sample (shape (N, features...)); "
+                                                           "use x.reshape(-1, 1) for one feature")
         if np.issubdtype(a[k].dtype, np.inexact):
-            bad = int(a[k].size - np.count_nonzero(np.isfinite(a[k])))
-            require(bad == 0, f"--data {name}: {k} holds {bad} non-finite value(s) (NaN or inf) of {a[k].size}")
+            with np.errstate(over="ignore", invalid="ignore"):
+                as_seen = a[k].astype(np.float32)  # the values as the model will see them
+            bad = int(as_seen.size - np.count_nonzero(np.isfinite(as_seen)))
+            require(bad == 0, f"--data {name}: {k} holds {bad} value(s) of {a[k].size} that are not finite in "
+                              f"float32 (NaN, inf, or beyond ±3.4e38)")
     kind = _label_kind(a["y_train"])
     for k in sorted(y for y in a if y.startswith("y_")):
         require(_label_kind(a[k]) == kind, f"--data {name}: {k} holds {_label_kind(a[k])} ({a[k].dtype}) but "
@@ -205,97 +292,6 @@ def _split_val(ds, val_split, seed):
 
 
 # ---------------------------------------------------------------- learned-index keys
-
-
-def _parse_keys_spec(spec):
-    parts = spec.split(":")
-    require(len(parts) == 3, f"--data {spec!r}: expected keys:DIST:N, e.g. keys:lognormal:100000")
-    dist, n = parts[1], parts[2]
-    require(dist in KEY_DISTRIBUTIONS, f"--data {spec!r}: unknown distribution {dist!r} (one of {', '.join(KEY_DISTRIBUTIONS)})")
-    require(n.isdigit() and int(n) >= 2, f"--data {spec!r}: N must be an integer >= 2")
-    return dist, int(n)
-
-
-def generate_keys(dist, n, seed=0):
-    """``n`` distinct sorted uint64 keys drawn from ``dist`` (seeded, so repeatable)."""
-    rng = np.random.default_rng(seed)
-    keys = np.zeros(0, np.uint64)
-    while len(keys) < n:
-        keys = np.unique(np.concatenate([keys, _draw_keys(rng, dist, n)]))
-    return np.sort(rng.choice(keys, n, replace=False)) if len(keys) > n else keys
-
-
-def _draw_keys(rng, dist, n):
-    if dist == "uniform":
-        return rng.integers(0, np.iinfo(np.uint64).max, n, dtype=np.uint64, endpoint=True)
-    draws = {
-        "normal": lambda: rng.normal(0.0, 1.0, n),
-        "lognormal": lambda: rng.lognormal(0.0, 2.0, n),
-        "exponential": lambda: rng.exponential(1.0, n),
-    }[dist]()
-    # Map the draws affinely onto [0, 2^63) so that all 64-bit patterns stay meaningful.
-    lo, hi = draws.min(), draws.max()
-    scaled = (draws - lo) / max(hi - lo, 1e-300) * float(2**62)
-    return scaled.astype(np.uint64)
-
-
-def read_keys_file(path, strict=False):
-    """Keys from a text file (one per line), a ``.npy`` array or an SOSD binary file.
-
-    Unsorted or repeated keys are sorted and deduplicated with a one-line notice on
-    stderr (once per file and process), or refused with exit 2 if ``strict``.
-    """
-    require(os.path.isfile(path), f"--data keys-file: file not found: {path}")
-    try:
-        if path.endswith(".npy"):
-            keys = np.load(path, allow_pickle=False)
-            require(np.issubdtype(keys.dtype, np.integer), f"--data keys-file:{path}: keys must be integers, got {keys.dtype}")
-            keys = keys.astype(np.uint64).ravel()
-        elif path.endswith((".txt", ".csv")):
-            with open(path) as f:
-                keys = np.array([int(tok) for tok in f.read().split()], dtype=np.uint64)
-        else:
-            keys = _read_sosd(path)
-    except UsageError:
-        raise
-    except (ValueError, OverflowError, OSError) as e:
-        raise UsageError(f"--data keys-file:{path}: cannot read keys ({e})") from None
-    keys = _sorted_distinct(keys, path, strict)
-    require(len(keys) >= 2, f"--data keys-file:{path}: needs at least 2 distinct keys")
-    return keys
-
-
-_NOTICES = set()
-
-
-def _sorted_distinct(keys, path, strict):
-    """``keys`` sorted and distinct; says how many were out of order or repeated."""
-    unique = np.unique(keys)
-    descents, repeats = int(np.count_nonzero(keys[1:] < keys[:-1])), len(keys) - len(unique)
-    if descents or repeats:
-        what = f"{descents} key(s) out of order and {repeats} repeated key(s)"
-        require(not strict, f"--data keys-file:{path}: {what} (--strict-keys refuses such a file)")
-        if path not in _NOTICES:
-            _NOTICES.add(path)
-            print(f"kcompress: notice: --data keys-file:{path}: {what}; sorted and deduplicated "
-                  f"to {len(unique)} keys (--strict-keys refuses such a file)", file=sys.stderr)
-    return unique
-
-
-def _read_sosd(path):
-    """SOSD binary: a little-endian uint64 count followed by that many uint64 keys."""
-    size = os.path.getsize(path)
-    require(size >= 8 and size % 8 == 0, f"--data keys-file:{path}: not an SOSD file (size {size} is not 8 + 8·N)")
-    with open(path, "rb") as f:
-        count = int(np.frombuffer(f.read(8), dtype="<u8")[0])
-        require(count == size // 8 - 1, f"--data keys-file:{path}: SOSD header says {count} keys, file holds {size // 8 - 1}")
-        return np.frombuffer(f.read(), dtype="<u8").astype(np.uint64)
-
-
-def key_bits(keys):
-    """The 64 bits of each key, most significant first, as float32 features."""
-    big_endian = np.asarray(keys, dtype=">u8").view(np.uint8).reshape(-1, 8)
-    return np.unpackbits(big_endian, axis=1).astype(np.float32)
 
 
 def _keys_dataset(name, keys):

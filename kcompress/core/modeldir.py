@@ -23,13 +23,36 @@ MODEL_FILE = "model.keras"
 RUN_FILE = "run.json"
 
 
-def check_out_dir(out, overwrite=False):
-    """Fail early (exit 2) if ``out`` exists and ``overwrite`` is not set."""
+# A folder holding one of these was written by kcompress (a model directory, an export, a sweep, a
+# search, a report): --overwrite may replace it. Anything else is the user's.
+WRITTEN_BY_US = (RUN_FILE, "report.json", "search.json", "sweep.md", "report.md")
+
+
+def check_out_dir(out, overwrite=False, sources=()):
+    """Fail early (exit 2) if ``out`` exists and ``overwrite`` is not set, if ``--overwrite`` would replace
+    a folder kcompress did not write (or a non-empty one of the user's), or if ``out`` is, holds or lies
+    inside one of ``sources`` (the ``--from`` paths): the output must never eat its input."""
     require(out, "--out is required")
     out = Path(out)
+    for source in sources:
+        if isinstance(source, (str, Path)):
+            check_apart(out, Path(source))
     require(not out.exists() or overwrite, f"--out {out} already exists (use --overwrite to replace it)")
     require(not out.exists() or out.is_dir(), f"--out {out} exists and is not a directory")
+    if out.exists():
+        theirs = [p for p in sorted(out.iterdir()) if not p.name.startswith(".")]
+        require(not theirs or any((out / name).is_file() for name in WRITTEN_BY_US),
+                f"--out {out} holds files kcompress did not write (e.g. {theirs[:1][0].name if theirs else ''}); "
+                "--overwrite replaces only kcompress's outputs or an empty folder")
     return out
+
+
+def check_apart(out, source):
+    """Exit 2 if ``out`` is ``source``, lies inside it or holds it."""
+    o, s = out.resolve(), source.resolve()
+    require(o != s and s not in o.parents and o not in s.parents,
+            f"--out {out} and --from {source} overlap (the same folder, or one inside the other): "
+            "choose an --out apart from the model you compress")
 
 
 @contextlib.contextmanager
@@ -40,12 +63,14 @@ def staged_dir(out, overwrite=False):
     processes: another run's staging folder is never deleted under it.
     """
     out = check_out_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with out_lock(out):
         for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by a killed run
             if not _owner_alive(stale.name[len(f".{out.name}.partial-"):]):
                 shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{_owner_tag()}-", dir=out.parent))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{_owner_tag()}-", dir=out.parent))
+        except OSError as e:
+            raise UsageError(f"--out {out}: cannot write in {out.parent} ({e.strerror})") from None
         tmp.chmod(0o755)
         try:
             yield tmp
@@ -97,13 +122,17 @@ def out_lock(out):
     lock is taken over without guessing from pids. Re-entrant within one process.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_parents(out)
     path = out.parent / f".{out.name}.lock"
     key = str(path.resolve())
-    if key in _HELD:
-        _HELD[key][1] += 1
-    else:
-        _HELD[key] = [_acquire(path, out), 1]
+    try:
+        if key in _HELD:
+            _HELD[key][1] += 1
+        else:
+            _HELD[key] = [_acquire(path, out), 1]
+    except BaseException:
+        _remove_empty(created)
+        raise
     try:
         yield path
     finally:
@@ -112,13 +141,38 @@ def out_lock(out):
             f = _HELD.pop(key)[0]
             path.unlink(missing_ok=True)  # before unlocking: a waiter then retries on a new file
             f.close()
+            if not out.exists():  # a refused or failed run leaves no folders behind
+                _remove_empty(created)
+
+
+def _make_parents(out):
+    """Create the missing parents of ``out``; returns those created, deepest first (exit 2 if it cannot)."""
+    missing = [p for p in out.parents if not p.exists()][::-1]
+    try:
+        for folder in missing:
+            folder.mkdir()
+    except OSError as e:
+        _remove_empty(missing[::-1])
+        raise UsageError(f"--out {out}: cannot create {e.filename or out.parent} ({e.strerror})") from None
+    return missing[::-1]
+
+
+def _remove_empty(folders):
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _acquire(path, out):
     import fcntl
 
     while True:
-        f = open(path, "a+")
+        try:
+            f = open(path, "a+")
+        except OSError as e:
+            raise UsageError(f"--out {out}: cannot write in {out.parent} ({e.strerror})") from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

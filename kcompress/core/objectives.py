@@ -1,17 +1,21 @@
 """Losses and metrics: what a model is trained on and judged by.
 
-Losses: ``xent`` (cross-entropy on logits), ``mse``, and ``lse`` — the log-sum-exp of the
+Losses: ``xent`` (cross-entropy), ``mse``, ``mae``, and ``lse`` — the log-sum-exp of the
 absolute errors, a smooth maximum that trains a learned index for its worst error ε.
-Metrics: ``error`` (% misclassified, from Keras' accuracy) for classification; ``max_error`` (ε, in positions)
-and ``mae`` (in positions) for regression. :func:`scores` computes the same numbers
-exactly with numpy on whole splits; the Keras metrics are for per-epoch history.
+Metrics: ``error`` (% misclassified, from Keras' accuracy) for classification; ``max_error`` (ε, in positions),
+``mae`` and ``mse`` for regression. :func:`scores` computes the same numbers exactly with numpy on
+whole splits; the Keras metrics are for per-epoch history.
+
+How a model's outputs are read is its *head* (``Dataset.head``): ``logits`` (K raw scores, the zoo's),
+``softmax`` (K probabilities), ``sigmoid`` (one probability: binary, threshold ½), ``binary-logit``
+(one raw score: binary, threshold 0) or ``linear`` (regression). The cross-entropy follows the head,
+so a softmax output is never put through a second softmax (:func:`infer_head` reads it off the graph).
 """
 import numpy as np
 
 from kcompress.backend import keras, tf
+from kcompress.core.tasks import BINARY, LOSSES
 from kcompress.errors import require
-
-LOSSES = ("xent", "mse", "lse")
 
 
 @keras.utils.register_keras_serializable("kcompress")
@@ -31,20 +35,67 @@ class LogSumExpError(keras.losses.Loss):
         return {**super().get_config(), "temperature": self.temperature}
 
 
-def get_loss(name, task, lse_temperature=1e-3):
-    """The Keras loss for ``--loss name``; ``None`` picks xent/mse by task."""
-    name = name or default_loss(task)
+class BinaryXent(keras.losses.BinaryCrossentropy):
+    """Binary cross-entropy of class labels (shape (n,)) against one output unit (shape (n, 1)): the
+    labels take the outputs' shape first, where Keras would broadcast them to (n, n) for numpy inputs."""
+
+    def call(self, y_true, y_pred):
+        y_pred = tf.convert_to_tensor(y_pred)
+        return super().call(tf.reshape(tf.cast(y_true, y_pred.dtype), tf.shape(y_pred)), y_pred)
+
+
+def head_of(data):
+    """``data``'s head (see the module), the task's default when it was not set."""
+    return data.head or ("logits" if data.task == "classification" else "linear")
+
+
+def get_loss(name, data, lse_temperature=1e-3):
+    """The Keras loss for ``--loss name`` on ``data`` (its task and head); ``None`` picks xent/mse by task."""
+    name = name or default_loss(data.task)
     require(name in LOSSES, f"unknown --loss {name!r} (one of {', '.join(LOSSES)})")
-    require(name != "xent" or task == "classification", "--loss xent needs class labels; use mse or lse for regression")
+    require(name != "xent" or data.task == "classification",
+            "--loss xent needs class labels; use mse, mae or lse for regression")
+    head = head_of(data)
+    if name == "xent" and head in BINARY:
+        return BinaryXent(from_logits=head == "binary-logit", name="xent")
     if name == "xent":
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="xent")
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=head == "logits", name="xent")
     if name == "mse":
         return keras.losses.MeanSquaredError(name="mse")
+    if name == "mae":
+        return keras.losses.MeanAbsoluteError(name="mae")
     return LogSumExpError(lse_temperature)
 
 
 def default_loss(task):
     return "xent" if task == "classification" else "mse"
+
+
+def infer_head(model, data):
+    """The head of ``model``'s output for ``data``'s labels: read from the output layer's activation
+    (a Dense/Conv activation, an Activation or a Softmax layer) and its width; exit 2 if they cannot fit."""
+    require(len(model.outputs) == 1, f"the model has {len(model.outputs)} outputs; kcompress compresses models "
+                                     "with one output tensor")
+    width = int(model.outputs[0].shape[-1] or 1)
+    if data.task != "classification":
+        return "linear"
+    activation = output_activation(model)
+    if width == 1:
+        require(data.num_classes == 2, f"--data: {data.num_classes} classes but the model has one output "
+                                       "(a binary classifier needs labels 0 and 1)")
+        return "sigmoid" if activation == "sigmoid" else "binary-logit"
+    require(data.num_classes <= width, f"--data: {data.num_classes} classes but the model has {width} outputs")
+    return "softmax" if activation == "softmax" else "logits"
+
+
+def output_activation(model):
+    """The name of the activation that ends ``model`` (``linear`` if none)."""
+    layer = model.outputs[0]._keras_history.layer
+    kind = type(layer).__name__
+    if kind == "Softmax":
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", str(activation)) if activation is not None else "linear"
 
 
 class ErrorFromAccuracy(keras.callbacks.Callback):
@@ -100,29 +151,46 @@ class ScaledMAE(keras.metrics.MeanAbsoluteError):
 
 
 def keras_metrics(data):
-    """The per-epoch metrics for ``data``'s task."""
+    """The per-epoch metrics for ``data``'s task and head."""
+    if data.task == "classification" and head_of(data) in BINARY:
+        return [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.5 if head_of(data) == "sigmoid" else 0.0)]
     if data.task == "classification":
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]  # error %: ErrorFromAccuracy
     return [MaxAbsError(data.y_scale), ScaledMAE(data.y_scale)]
 
 
 def primary_metric(task):
-    """The headline number: ``test_error`` (%) or ``max_error`` (ε, positions); lower is better."""
-    return "test_error" if task == "classification" else "max_error"
+    """The headline number's key in ``run.json``'s metrics (lower is better): ``test_error`` (%) for
+    classes, ``max_error`` (ε, positions) for regression, or the metric a dataset names (``data.metric``)."""
+    return {"error": "test_error"}.get(score_name(task), score_name(task))
 
 
 def score_name(task):
-    """The headline number's key in :func:`scores` (no split prefix): ``error`` or ``max_error``."""
+    """The headline number's key in :func:`scores` (no split prefix); ``task`` is a task name or a dataset."""
+    metric = getattr(task, "metric", None)
+    if metric:
+        return metric
+    task = getattr(task, "task", task)
     return "error" if task == "classification" else "max_error"
+
+
+def predicted_classes(y_pred, data):
+    """Class indices from outputs ``y_pred`` under ``data``'s head (a binary head: one thresholded unit)."""
+    head = head_of(data)
+    if head in BINARY:
+        return (y_pred.reshape(len(y_pred), -1)[:, 0] > (0.5 if head == "sigmoid" else 0.0)).astype(np.int64)
+    return np.argmax(y_pred, axis=-1)
 
 
 def scores(y_true, y_pred, data, prefix=""):
     """Exact metrics of predictions ``y_pred`` against ``y_true`` for ``data``'s task."""
     if data.task == "classification":
-        acc = float(np.mean(np.argmax(y_pred, axis=-1) == y_true))
+        acc = float(np.mean(predicted_classes(y_pred, data) == y_true))
         return {f"{prefix}error": 100.0 * (1.0 - acc), f"{prefix}accuracy": acc}
-    err = np.abs(y_pred.reshape(y_true.shape).astype(np.float64) - y_true) * data.y_scale
-    return {f"{prefix}max_error": float(err.max()), f"{prefix}mae": float(err.mean())}
+    diff = (y_pred.reshape(y_true.shape).astype(np.float64) - y_true) * data.y_scale
+    err = np.abs(diff)
+    return {f"{prefix}max_error": float(err.max()), f"{prefix}mae": float(err.mean()),
+            f"{prefix}mse": float(np.mean(diff ** 2))}
 
 
 def evaluate_model(model, data, batch_size=1024, test_pred=None):
@@ -131,7 +199,7 @@ def evaluate_model(model, data, batch_size=1024, test_pred=None):
     test_pred = predict(model, data.x_test, batch_size) if test_pred is None else test_pred
     test = scores(data.y_test, test_pred, data, "test_")
     if data.task == "regression":
-        test = {"max_error": test["test_max_error"], "mae": test["test_mae"]}
+        test = {k[len("test_"):]: v for k, v in test.items()}
     train = scores(data.y_train, predict(model, data.x_train, batch_size), data, "train_")
     return {**test, **train}
 

@@ -10,8 +10,10 @@ For every weight array the storage cost is the cheapest of the encodings that ap
 - sparse + shared: the sparse position code plus ⌈log₂ k⌉ bits per non-zero and a codebook
   of the k distinct non-zero values.
 
-A low-rank layer is factorised into two layers, so it is counted as r·(m + n) floats
-naturally. The ratio is the reference's bits divided by the compressed model's bits.
+Every weight array of every layer is counted (a separable convolution's depthwise and pointwise
+kernels, biases, batch-norm parameters and statistics). A low-rank layer is factorised into two
+layers, so it is counted as r·(m + n) floats naturally. The ratio is the reference's bits divided
+by the compressed model's bits.
 """
 import hashlib
 import math
@@ -73,11 +75,22 @@ def array_bits(w):
     return options[best], best
 
 
+def array_name(weight, weights):
+    """``weight``'s name in its layer's row: the last part (``kernel``, ``depthwise_kernel``,
+    ``pointwise_kernel``, ``bias``), or the whole name where that is not unique in ``weights``
+    (a nested model's layers each have a ``kernel``), so that no array hides another."""
+    def short(w):
+        return w.name.split("/")[-1].split(":")[0]
+
+    unique = sum(short(w) == short(weight) for w in weights) == 1
+    return short(weight) if unique else weight.name.split(":")[0]
+
+
 def layer_stats(model):
     """Per-layer parameter, non-zero, distinct-value and bit counts of a plain Keras model."""
     rows = []
     for layer in model.layers:
-        arrays = [(w.name.split("/")[-1].split(":")[0], w.numpy()) for w in layer.weights]
+        arrays = [(array_name(w, layer.weights), w.numpy()) for w in layer.weights]
         if not arrays:
             continue
         row = {"layer": layer.name, "params": 0, "nonzeros": 0, "bits": 0, "arrays": {}}

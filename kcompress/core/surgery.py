@@ -2,11 +2,14 @@
 
 Compression methods that change a model's structure — factorising a layer into two (LC low
 rank), putting a parallel branch beside a layer (α-schedule), removing pruned units (pruner
-masks) — all rebuild the model layer by layer. :func:`rebuild` does that once for the
-chain-shaped models of the zoo (each layer feeds the next), so no method touches Keras
-graph internals itself. Rebuilt models get fresh layer objects: the source stays unchanged.
+masks) — all rebuild the model layer by layer. :func:`rebuild` does that once for any
+functional or Sequential graph (merges such as Add/Concatenate, tensors read by several layers,
+several inputs and outputs), walking :class:`Graph`, so no method touches Keras graph
+internals itself. Rebuilt models get fresh layer objects: the source stays unchanged.
 """
-from kcompress.backend import keras
+from collections import Counter
+
+from kcompress.backend import keras, tf
 from kcompress.errors import require
 
 
@@ -17,15 +20,59 @@ def clone(model):
     return copy
 
 
-def chain_layers(model):
-    """The layers of ``model`` after its input, checking that each one feeds the next."""
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
-    prev = model.inputs[0]
-    for layer in layers:
-        require(len(layer._inbound_nodes) == 1 and layer.input is prev,
-                f"model surgery supports chain-shaped models; layer {layer.name!r} does not follow the previous one")
-        prev = layer.output
-    return layers
+def tensor_key(t):
+    """A tensor of a Keras graph, by the layer call that made it (stable, unlike the object)."""
+    h = t._keras_history
+    return id(h.layer), h.node_index, h.tensor_index
+
+
+def is_keras_tensor(value):
+    """Whether ``value`` is a tensor of a Keras graph (not a constant argument of a call)."""
+    return hasattr(value, "_keras_history")
+
+
+def _node(t):
+    h = t._keras_history
+    return h.layer._inbound_nodes[h.node_index]
+
+
+class Graph:
+    """The layer calls (Keras nodes) of ``model`` in an order where each comes after those that
+    make its inputs, found from the outputs back (iteratively: deep nets exceed Python's
+    recursion limit); ``consumers`` maps a tensor to the calls that read it."""
+
+    def __init__(self, model):
+        for layer in model.layers:
+            require(not isinstance(layer, keras.Model),
+                    f"layer {layer.name!r} of model {model.name!r} is a nested model; flatten it into one graph first")
+        starts = {tensor_key(t) for t in model.inputs}
+        self.nodes, done = [], set()
+        stack = [(_node(t), False) for t in reversed(model.outputs) if tensor_key(t) not in starts]
+        while stack:
+            node, ready = stack.pop()
+            if id(node) in done:
+                continue
+            if ready:
+                done.add(id(node))
+                self.nodes.append(node)
+                continue
+            stack.append((node, True))
+            stack.extend((_node(t), False) for t in node.keras_inputs if tensor_key(t) not in starts)
+        self.consumers = {}
+        for node in self.nodes:
+            for t in node.keras_inputs:
+                self.consumers.setdefault(tensor_key(t), []).append(node)
+        self.calls = Counter(node.layer.name for node in self.nodes)
+        self.outputs = {tensor_key(t) for t in model.outputs}
+
+    def node(self, name):
+        """The (first) call of the layer named ``name``."""
+        return next(n for n in self.nodes if n.layer.name == name)
+
+
+def outputs_of(node):
+    """The output tensors of a layer call, flat."""
+    return tf.nest.flatten(node.outputs)
 
 
 def copy_layer(layer, weights=None, **config):
@@ -36,9 +83,9 @@ def copy_layer(layer, weights=None, **config):
     return new
 
 
-def apply(layer, x):
+def apply(layer, x, *args, **kwargs):
     """Call ``layer`` on ``x`` and then set the weights a :func:`copy_layer` copy carries."""
-    y = layer(x)
+    y = layer(x, *args, **kwargs)
     pending = getattr(layer, "_kc_weights", None)
     if pending is not None:
         layer.set_weights(pending)
@@ -50,15 +97,30 @@ def rebuild(model, replace=None, name=None):
     """A new model computing ``model`` with some layers replaced.
 
     ``replace`` maps a layer name to ``fn(layer, x) -> y``, which builds whatever should stand
-    in that layer's place on input tensor ``x`` (use :func:`copy_layer` and :func:`apply` to
-    keep weights). Every other layer is copied with its weights.
+    in that layer's place on ``x``, what the layer is called on (a tensor, or a list for a merge
+    layer); it is called once per call of the layer. Use :func:`copy_layer` and :func:`apply` to
+    keep weights. Every other layer is copied with its weights (once: a shared layer stays shared).
     """
     replace = replace or {}
-    layers = chain_layers(model)
-    unknown = set(replace) - {l.name for l in layers}
+    graph = Graph(model)
+    unknown = set(replace) - set(graph.calls)
     require(not unknown, f"no layer named {', '.join(sorted(unknown))} in model {model.name!r}")
-    inputs = keras.Input(shape=tuple(model.inputs[0].shape[1:]), name=model.inputs[0].name.split(":")[0])
-    x = inputs
-    for layer in layers:
-        x = replace[layer.name](layer, x) if layer.name in replace else apply(copy_layer(layer), x)
-    return keras.Model(inputs, x, name=name or model.name)
+    new = {tensor_key(t): keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype, name=t._keras_history.layer.name)
+           for t in model.inputs}
+    copies = {}
+    for node in graph.nodes:
+        layer = node.layer
+        args, kwargs = tf.nest.map_structure(lambda v: new[tensor_key(v)] if is_keras_tensor(v) else v,
+                                             (node.call_args, node.call_kwargs))
+        if layer.name in replace:
+            y = replace[layer.name](layer, args[0])
+        else:
+            if layer.name not in copies:
+                copies[layer.name] = copy_layer(layer)
+            y = apply(copies[layer.name], *args, **kwargs)
+        new.update(zip(map(tensor_key, outputs_of(node)), tf.nest.flatten(y)))
+
+    def mapped(structure):
+        return tf.nest.map_structure(lambda t: new[tensor_key(t)], structure)
+
+    return keras.Model(mapped(model._nested_inputs), mapped(model._nested_outputs), name=name or model.name)

@@ -1,0 +1,7 @@
+"""The names of losses, metrics and output heads, without TensorFlow: the flags and settings
+classes list them as choices, :mod:`kcompress.core.objectives` implements them."""
+
+LOSSES = ("xent", "mse", "mae", "lse")
+METRICS = ("error", "max_error", "mae", "mse")
+HEADS = ("logits", "softmax", "sigmoid", "binary-logit", "linear")
+BINARY = ("sigmoid", "binary-logit")

@@ -21,8 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kcompress import api  # noqa: E402
-from kcompress.export.check import OnnxRunner, TFLiteRunner, interleaved_latency_ms  # noqa: E402
-from kcompress.export.convert import to_onnx, to_tflite  # noqa: E402
+from kcompress.deploy.check import OnnxRunner, TFLiteRunner, interleaved_latency_ms  # noqa: E402
+from kcompress.deploy.convert import to_onnx, to_tflite  # noqa: E402
 from kcompress.core.modeldir import load_model, read_run  # noqa: E402
 from kcompress.pipeline import load_reference  # noqa: E402
 
@@ -46,8 +46,8 @@ def latency(ref_model, model, x, repeats):
 
 def one(ref_dir, target, args):
     out = Path(f"{args.out_prefix}-{Path(ref_dir).name}-{target}")
-    settings = dict(prune=args.prune, target=target, alpha_decay=args.alpha_decay, alpha_min=args.alpha_min,
-                    epochs_per_alpha=args.epochs_per_alpha, epochs=args.epochs)
+    settings = dict(prune=args.prune, target=target, alpha_schedule="geometric", alpha_decay=args.alpha_decay,
+                    alpha_min=args.alpha_min, epochs_per_alpha=args.epochs_per_alpha, epochs=args.epochs)
     if not (args.reuse and out.is_dir()):
         api.compress(ref_dir, "alpha", out, overwrite=True, seed=args.seed, **settings)
     run, ref_run = read_run(out), read_run(ref_dir)
@@ -102,7 +102,8 @@ def main():
     p.add_argument("--out-prefix", default="models/alpha-bench", help="result directories: PREFIX-REFNAME-TARGET")
     p.add_argument("--reuse", action="store_true", help="measure existing result directories instead of recomputing")
     p.add_argument("--prune", type=float, default=0.65)
-    p.add_argument("--alpha-decay", type=float, default=0.3, help="short schedule: 12 α values down to 0.01, then 0")
+    p.add_argument("--alpha-decay", type=float, default=0.3, help="short schedule: 12 α values (0.7^k, the geometric schedule the results were measured with) "
+                                                                       "down to 0.01, then 0")
     p.add_argument("--alpha-min", type=float, default=0.01)
     p.add_argument("--epochs-per-alpha", type=int, default=10)
     p.add_argument("--epochs", type=int, default=60, help="most epochs at α = 0")

@@ -22,8 +22,8 @@ import numpy as np
 
 import kcompress  # noqa: F401
 from kcompress import api
-from kcompress.export.check import OnnxRunner, interleaved_latency_ms
-from kcompress.export.convert import to_onnx
+from kcompress.deploy.check import OnnxRunner, interleaved_latency_ms
+from kcompress.deploy.convert import to_onnx
 from kcompress.core.modeldir import load_model
 from kcompress.pipeline import load_reference
 

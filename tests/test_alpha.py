@@ -2,6 +2,8 @@
 import json
 from dataclasses import replace
 
+import math
+
 import numpy as np
 import pytest
 
@@ -122,11 +124,12 @@ def test_blended_model_saves_and_loads_with_its_alpha(reference, tmp_path):
 
 
 def test_schedule_values():
-    assert alpha_schedule("exp", 0.5, 0.2) == [0.5, 0.25, 0.0]
+    assert alpha_schedule("geometric", 0.5, 0.2) == [0.5, 0.25, 0.0]
     assert alpha_schedule("linear", 0.25, 0.3) == [0.75, 0.5, 0.0]
     assert alpha_schedule("list", values="0.8,0.3") == [0.8, 0.3, 0.0]
     default = AlphaSettings().alphas()
-    assert default[0] == pytest.approx(0.95) and default[-2] >= 0.05 > default[-2] * 0.95 and default[-1] == 0
+    assert default[0] == pytest.approx(math.exp(-0.05)) and default[-2] >= 0.05 > default[-2] * math.exp(-0.05)
+    assert default[-1] == 0
     assert all(a > b for a, b in zip(default, default[1:]))
 
 
@@ -196,7 +199,7 @@ def test_teacher_target_logs_the_label_error_per_epoch(reference):
 
 
 def test_curves_get_one_colour_per_alpha(tmp_path, monkeypatch):
-    from kcompress.report import plots
+    from kcompress.reporting import plots
 
     drawn = []
     monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(fig))

@@ -1,4 +1,4 @@
-"""Pruner masks, issue 14: the product rejection term, the λ rules, the gate phase's learning rate,
+"""Pruner masks, issue 14: the product rejection term (note 003's), the λ rules, the gate phase's learning rate,
 training on the pruning loss alone, and sweeps of every sweepable setting from the command line."""
 import dataclasses
 import json
@@ -14,35 +14,50 @@ from kcompress.methods.pruner.settings import PrunerSettings
 SMALL = dict(keep_units="dense_1=30,dense_2=10", gate_lr=0.1, lambda_every=2, lr=0.01, epochs=0)
 
 
-def _sigmoid(w):
-    return 1.0 / (1.0 + np.exp(-np.asarray(w, np.float64)))
+def test_product_rejection_adds_the_product_of_the_gates():
+    """Note 003's [Σσ(1−σ) + N·Πσ]/N at N = 2, w = (0, ln 3): σ = (1/2, 3/4), Σσ(1−σ) = 1/4 + 3/16 = 7/16,
+    Πσ = 3/8: L_rej = (7/16 + 2·3/8)/2 = 19/32 (sum: 7/32)."""
+    w = np.array([0.0, np.log(3.0)], np.float32)
+    assert float(G.rejection_loss(tf.sigmoid(w), w, "product")) == pytest.approx(19 / 32, rel=1e-6)
+    assert float(G.rejection_loss(tf.sigmoid(w), None, "sum")) == pytest.approx(7 / 32, rel=1e-6)
 
 
-@pytest.mark.parametrize("w", [np.full(100, G.GATE_INIT), np.linspace(1.0, 6.0, 100)])
-def test_product_rejection_adds_n_times_the_product_of_the_gates(w):
-    s = _sigmoid(w)
-    mean_term = (s * (1 - s)).sum() / 100
-    got = float(G.rejection_loss(tf.sigmoid(w.astype(np.float32)), w.astype(np.float32), "product"))
-    assert got == pytest.approx(mean_term + 100 * np.prod(s), rel=1e-5)
-    assert got - float(G.rejection_loss(tf.sigmoid(w.astype(np.float32)), None, "sum")) == pytest.approx(
-        100 * np.prod(s), rel=1e-4)
+def _schedule(**settings):
+    return LambdaMuSchedule(PrunerSettings.from_dict(settings))
+
+
+@pytest.mark.parametrize("size, c", [("none", 1.0), ("units", 40.0)])
+def test_size_coefficient_multiplies_the_pruning_loss_by_the_gated_units(size, c):
+    """Note 004's coefficient tied to the network's size. Two layers of N = 30 (keep 10) and 10 (keep 5), all
+    σ = 1/2 (w = 0): L_sel = |15 − 10|/30 + |5 − 5|/10 = 1/6, L_rej = 1/4 + 1/4 = 1/2, L_pru = 2/3; with
+    μ = 0.5 and λ = 3, the penalty is c·0.5·3·2/3 = c with c = 30 + 10 = 40 for units."""
+    from kcompress.methods.pruner.schedule import PrunerCallback
+
+    gates = {name: G.Gate(init=0.0, name=name) for name in ("a", "b")}
+    for gate, width in zip(gates.values(), (30, 10)):
+        gate.build((None, width))
+    penalty = G.PrunerPenalty(gates, {"a": 10, "b": 5})
+    callback = PrunerCallback(penalty, _schedule(mu=0.5, lambda_start=3.0, size_coefficient=size), 0.01, 1.0)
+    callback.on_train_begin()
+    assert float(penalty.pruning_loss()) == pytest.approx(2 / 3, rel=1e-6)
+    assert float(penalty()) == pytest.approx(c, rel=1e-6)
 
 
 def test_slope_rule_raises_lambda_in_inverse_proportion_to_the_change_of_l_pru():
-    sched = LambdaMuSchedule(lambda_every=100, rule="slope", slope_scale=1e-3, mu=1.0).validate()
+    sched = _schedule(lambda_every=100, lambda_rule="slope", slope_scale=1e-3, mu=1.0)
     sched.start(task_loss=1.0, pruning_loss=1.0)
     changes = [0.1, 5e-4, 1e-5, 0.0]  # no raise; ×c/Δ = ×2; ×10 (capped at the factor); ×10
     l_pru = 1.0 - np.cumsum(changes)
     lams = [sched.end_epoch(e, 1.0, p, np.full(3, 0.5))[0] for e, p in enumerate(l_pru)]
     assert lams == pytest.approx([1.0, 2.0, 20.0, 200.0], rel=1e-6)
     assert [why for *_, why in sched.raises] == ["slope"] * 3
-    timed = LambdaMuSchedule(lambda_every=2, rule="slope", slope_scale=1e-3, mu=1.0).validate()
+    timed = _schedule(lambda_every=2, lambda_rule="slope", slope_scale=1e-3, mu=1.0)
     timed.start(1.0, 1.0)
     assert [timed.end_epoch(e, 1.0, 1.0 - 0.5 * (e + 1), np.zeros(3))[0] for e in range(4)] == [1, 10, 10, 100]
 
 
 def test_schedule_rule_ignores_stalled_gates():
-    sched = LambdaMuSchedule(lambda_every=100, stall_window=2, rule="schedule", mu=1.0).validate()
+    sched = _schedule(lambda_every=100, stall_window=2, lambda_rule="schedule", mu=1.0)
     sched.start(1.0, 1.0)
     assert [sched.end_epoch(e, 1.0, 1.0, np.full(5, 0.9))[0] for e in range(6)] == [1.0] * 6
 
@@ -111,7 +126,7 @@ def test_new_modes_run_on_learned_index_keys(keys_reference):
     ref = dataclasses.replace(keys_reference, train=dataclasses.replace(keys_reference.train, verbose=0))
     settings = PrunerSettings.from_dict(dict(keep=0.5, max_epochs=3, epochs=1, gate_lr=0.1, lambda_rule="slope",
                                              gate_lr_schedule="on-pruning", lr_drop_share=0.01, gate_init_spread=0.5,
-                                             rejection="product"))
+                                             rejection="product", mu="balanced", size_coefficient="units"))
     result = pruner.run(ref, settings)
     widths = [l.units for l in result.model.layers if isinstance(l, keras.layers.Dense)]
     assert widths[:-1] == [n for n in result.record["targets"].values()] and widths[-1] == 1

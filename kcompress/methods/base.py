@@ -59,6 +59,7 @@ class FinetuneSettings(MethodSettings):
     """A method that fine-tunes for a number of epochs with a learning-rate schedule."""
 
     BUDGET: ClassVar[Optional[str]] = "epochs"
+    MIN_EPOCHS: ClassVar[int] = 1  # 0 where the fine-tuning is optional (the pruner's)
 
     epochs: int = option(10, "fine-tuning epochs", sweep=True)
     lr_schedule: str = option("fixed", "fine-tuning learning-rate schedule (see train --help)", choices=LR_SCHEDULES,
@@ -69,7 +70,9 @@ class FinetuneSettings(MethodSettings):
 
     def check(self):
         super().check()
-        positive(self.epochs, "--epochs")
+        require(self.epochs is None or self.epochs >= self.MIN_EPOCHS,
+                f"--epochs must be >= {self.MIN_EPOCHS}, got {self.epochs}")
+        require(0 < self.gamma <= 1, f"--gamma must be in (0, 1], got {self.gamma}")
         positive(self.step_size, "--step-size")
         require(self.patience >= 0, f"--patience must be >= 0, got {self.patience}")
 
@@ -86,6 +89,17 @@ class Reference:
     data_spec: dict = field(default_factory=dict)  # how to load ``data`` again (see kcompress.pipeline)
     _tflite_size: Optional[dict] = field(default=None, repr=False)
 
+    def from_args(self):
+        """The ``--from`` flags that load this reference again: a bare model file also needs its
+        ``--data`` (and the ``--loss``/``--metric`` given for it)."""
+        args = ["--from", str(self.folder.resolve()) if self.folder else "MODEL"]
+        if self.run.get("kind") == "import" and "created" not in self.run:  # a bare model, not a directory
+            objective = self.run.get("objective") or {}
+            args += ["--data", self.data_spec.get("data")]
+            args += [f for key in ("loss", "metric") if objective.get(f"{key}_from") == f"--{key}"
+                     for f in (f"--{key}", objective[key])]
+        return args
+
     def tflite_size(self):
         """The reference's float32 TFLite sizes: from its ``run.json`` (``train`` and ``compress``
         record them with the digest of the weights they were measured on), else converted once —
@@ -95,7 +109,7 @@ class Reference:
             total = (self.run.get("compression") or {}).get("total") or {}
             recorded = self.run.get("tflite") or {k: total.get(k) for k in (*TFLITE_KEYS, "weights_sha1")}
             if recorded.get("weights_sha1") != weights_digest(self.model.get_weights()):
-                from kcompress.export.convert import tflite_size
+                from kcompress.deploy.convert import tflite_size
 
                 recorded = tflite_size(self.model)
             self._tflite_size = {k: recorded[k] for k in TFLITE_KEYS}
@@ -137,4 +151,17 @@ def target_layers(model, names=None, kinds=("Dense", "Conv2D")):
         unknown = [n for n in wanted if n not in known]
         require(not unknown, f"--layers: no layer named {', '.join(unknown)} (model has {', '.join(known)})")
         return [known[n] for n in wanted]
-    return [l for l in model.layers if type(l).__name__ in kinds and hasattr(l, "kernel")]
+    return [l for l in model.layers if type(l).__name__ in kinds and kernel_names(l)]
+
+
+# Every layer whose kernels the weight-level methods (tfmot, LC) compress; biases and
+# batch-norm parameters are left alone, as tfmot leaves them.
+KERNEL_KINDS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+                "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D")
+KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
+
+
+def kernel_names(layer):
+    """The names of ``layer``'s kernel variables, in the order of its weights: a separable
+    convolution has two (depthwise, pointwise), a depthwise one only ``depthwise_kernel``."""
+    return [n for n in KERNEL_NAMES if getattr(layer, n, None) is not None]

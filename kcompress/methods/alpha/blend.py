@@ -34,7 +34,7 @@ training runs (no rebuild, no recompile needed).
 import numpy as np
 
 from kcompress.backend import keras
-from kcompress.core.surgery import apply, chain_layers, copy_layer, rebuild
+from kcompress.core.surgery import Graph, apply, copy_layer, outputs_of, rebuild, tensor_key
 from kcompress.errors import require
 
 NARROW, PROJ, UP, BLEND, ACT = "_narrow", "_proj", "_up", "_blend", "_act"
@@ -84,17 +84,33 @@ def branch_rank(layer, prune):
     return r, r * (fan_in + out) + bias
 
 
+def _pool_after(graph, node):
+    """The layer that the output of ``node`` reaches through element-wise layers, each the only
+    reader of the one before (a branch elsewhere would see the upsampled values), or None."""
+    while True:
+        key = tensor_key(outputs_of(node)[0])
+        readers = graph.consumers.get(key, [])
+        if key in graph.outputs or len(readers) != 1 or graph.calls[readers[0].layer.name] != 1:
+            return None
+        node = readers[0]
+        if type(node.layer).__name__ not in ELEMENTWISE:
+            return node.layer
+
+
 def pooled_convs(model):
     """``{conv: pool}``: the Conv2D layers (stride 1) whose output reaches a 2×2, stride-2
     max-pool through element-wise layers only, with an even output height and width, each with
     that pool: their branch can run at stride 2 (the pool leaves one value per 2×2 block anyway)."""
-    layers, found = chain_layers(model), {}
-    for i, layer in enumerate(layers):
+    graph, found = Graph(model), {}
+    for node in graph.nodes:
+        layer = node.layer
+        if type(layer).__name__ != "Conv2D" or graph.calls[layer.name] != 1:
+            continue
         cfg = layer.get_config()
-        if type(layer).__name__ != "Conv2D" or tuple(cfg["strides"]) != (1, 1) or tuple(cfg["dilation_rate"]) != (1, 1) \
+        if tuple(cfg["strides"]) != (1, 1) or tuple(cfg["dilation_rate"]) != (1, 1) \
                 or cfg["data_format"] != "channels_last" or any(d % 2 for d in layer.output.shape[1:3]):
             continue
-        nxt = next((l for l in layers[i + 1:] if type(l).__name__ not in ELEMENTWISE), None)
+        nxt = _pool_after(graph, node)
         if type(nxt).__name__ == "MaxPooling2D":
             pool = nxt.get_config()
             if tuple(pool["pool_size"]) == (2, 2) and tuple(pool["strides"]) == (2, 2) and pool["padding"] == "valid":

@@ -3,14 +3,15 @@
 Every prunable layer gets a branch with ``prune`` fewer parameters (a rank-r bottleneck,
 see :mod:`kcompress.methods.alpha.blend`); the layer's output becomes ``α·original(x) + (1−α)·branch(x)``,
 by default mixed before the layer's activation (``--blend-at output``: after it).
-α starts at 1 and falls step by step to 0 (``exp``: α ← α·(1 − decay) until below
-``--alpha-min``, then 0; ``linear``: α ← α − decay; ``list``: the values given). At each α
+α starts at 1 and falls step by step to 0 (``exp``: α = e^(−decay·k), the research note's reading, until
+below ``--alpha-min``, then 0; ``geometric``: α ← α·(1 − decay); ``linear``: α ← α − decay; ``list``: the
+values given). At each α
 the model is trained — on the true labels, or (``--target teacher``) on the original
 model's outputs with the mean squared error per output value — with the learning rate
 reset to ``--lr`` and cut by ``gamma`` when the validation loss stalls for
 ``--alpha-patience`` epochs. An α ends after ``--epochs-per-alpha`` epochs or, by default,
 once the learning rate has been cut ``--alpha-lr-drops`` times: that plateau-based end
-keeps the default schedule (58 α values) practical without early stopping, which cut training
+keeps the default schedule (59 α values) practical without early stopping, which cut training
 short in the original experiments (``--patience`` turns classic early stopping on if wanted). The
 optimizer defaults to Adam at 1e-3 (SGD with momentum at the reference's 0.05 diverged right
 after α resets). At α = 0 the originals are removed and the last step trains the plain branch
@@ -25,11 +26,12 @@ from tqdm import tqdm
 
 from kcompress.backend import keras
 from kcompress.core.objectives import predict, primary_metric, scores
+from kcompress.core.surgery import Graph
 from kcompress.errors import require
 from kcompress.methods.alpha import blend
 from kcompress.methods.base import CompressionResult, finetune_config, target_layers
-from kcompress.report.plots import training_curves
-from kcompress.report.tables import write_table
+from kcompress.reporting.plots import training_curves
+from kcompress.reporting.tables import write_table
 from kcompress.training.history import merge_histories
 from kcompress.training.loop import fit
 
@@ -81,7 +83,8 @@ def teacher_data(model, data):
     """``data`` with every split's targets replaced by ``model``'s outputs (computed once):
     a regression task whose MSE loss is the mean over output values of the squared error."""
     return replace(data, y_train=predict(model, data.x_train), y_val=predict(model, data.x_val),
-                   y_test=predict(model, data.x_test), task="regression", num_classes=0, y_scale=1.0)
+                   y_test=predict(model, data.x_test), task="regression", num_classes=0, y_scale=1.0,
+                   head="linear", metric=None)
 
 
 def prunable_layers(model, names=None):
@@ -89,12 +92,19 @@ def prunable_layers(model, names=None):
     Conv2D layer holding at least ``MIN_SHARE`` of their parameters or of their multiply-adds.
     A branch of a layer that is tiny on both counts saves next to nothing but can cripple it (a
     rank-3 bottleneck before 10 logits), so those keep their original form unless named; a
-    first conv has few parameters but runs at every pixel, so it counts. At least one is needed."""
-    layers = target_layers(model, names)
+    first conv has few parameters but runs at every pixel, so it counts. A layer called more than
+    once (shared) is refused when named and skipped with a notice otherwise. At least one is needed."""
+    layers, calls = target_layers(model, names), Graph(model).calls
     for layer in layers:
         kind = type(layer).__name__
         require(kind in ("Dense", "Conv2D"),
                 f"--layers: {layer.name} is a {kind}; the α-schedule prunes Dense and Conv2D layers")
+        require(not names or calls[layer.name] == 1,
+                f"--layers: {layer.name} is called {calls[layer.name]} times (a shared layer); the α-schedule "
+                "gives a branch to layers called once")
+        if calls[layer.name] > 1:
+            print(f"[alpha] skipping {layer.name}: it is called {calls[layer.name]} times (a shared layer)")
+    layers = [l for l in layers if calls[l.name] == 1]
     if not names:
         params, macs = sum(blend.layer_params(l) for l in layers), sum(blend.layer_macs(l) for l in layers)
         layers = [l for l in layers
@@ -140,7 +150,7 @@ def alpha_row(alpha, h, model, data):
     """One line of the per-α table: epochs, best validation loss, and the task metric (true
     labels) at the end of this α, of the blended model and of its branches alone (α = 0)."""
     x, y, split = (data.x_val, data.y_val, "val") if data.has_val else (data.x_train, data.y_train, "train")
-    metric = primary_metric(data.task).replace("test_", "")
+    metric = primary_metric(data).replace("test_", "")
     blended = scores(y, predict(model, x), data)[metric]
     blend.set_alpha(model, 0.0)
     branches = scores(y, predict(model, x), data)[metric]

@@ -1,18 +1,29 @@
 """Settings of ``--method alpha`` (the α-schedule) and the α values they define.
 
-The optimizer defaults to Adam at 1e-3 (SGD with momentum at the reference's 0.05 diverged right
-after α resets), with a plateau schedule whose patience is ``--alpha-patience``; an α ends after
-``--epochs-per-alpha`` epochs or, by default, once the learning rate has been cut
-``--alpha-lr-drops`` times: that plateau-based end keeps the default schedule (58 α values)
-practical without early stopping, which cut training short in the original experiments.
+The default schedule is note 002's reading of "an exponential schedule with a decay rate of 0.05":
+α = e^(−0.05k), whose values 0.951, 0.607, 0.449 (k = 1, 10, 16) are the note's legend (0.95, 0.6,
+0.45); ``geometric`` is α = (1 − decay)^k, which never gives 0.6 or 0.45 (0.95^15 = 0.463, 0.95^16 =
+0.440), and was ``exp`` before 2026-12-03. The optimizer defaults to Adam at 1e-3 (SGD with momentum at
+the reference's 0.05 diverged right after α resets), with a plateau schedule whose patience is
+``--alpha-patience``; an α ends after ``--epochs-per-alpha`` epochs or, by default, once the learning rate
+has been cut ``--alpha-lr-drops`` times: that plateau-based end keeps the default schedule (59 α values
+and 0) practical without early stopping, which cut training short in the original experiments. Note
+002's own run is ``--alpha-lr-drops 0`` with every other default (:data:`NOTE_002_RECIPE`).
 """
+import math
 from dataclasses import dataclass
 
 from kcompress.core.settings import float_list, option
 from kcompress.errors import require
 from kcompress.methods.base import FinetuneSettings
 
-SCHEDULES = ("exp", "linear", "list")
+# α at step k of each rule with rate ``d``
+STEPS = {"exp": lambda d, k: math.exp(-d * k), "geometric": lambda d, k: (1 - d) ** k,
+         "linear": lambda d, k: round(1 - k * d, 12)}
+SCHEDULES = (*STEPS, "list")
+# note 002: exp at 0.05, no early stop, up to 350 epochs per α, lr reset to 1e-3 per α and cut on plateau
+NOTE_002_RECIPE = ("--alpha-schedule exp --alpha-decay 0.05 --epochs-per-alpha 350 --alpha-lr-drops 0 --lr 1e-3 "
+                   "--lr-schedule plateau --patience 0")
 TARGETS = ("labels", "teacher")
 CONV_BRANCHES = ("pooled", "full")
 BLEND_AT = ("preactivation", "output")
@@ -31,7 +42,7 @@ def alpha_schedule(kind="exp", decay=0.05, alpha_min=0.05, values=None):
     require(0 < alpha_min < 1, f"--alpha-min must be in (0, 1), got {alpha_min}")
     alphas, k = [], 1
     while True:
-        a = (1 - decay) ** k if kind == "exp" else round(1 - k * decay, 12)
+        a = STEPS[kind](decay, k)
         if a < alpha_min:
             return alphas + [0.0]
         alphas.append(a)
@@ -49,9 +60,10 @@ class AlphaSettings(FinetuneSettings):
     REDUCES = ("bits", "gzip-tflite", "params", "latency")
 
     prune: float = option(0.65, "share of each layer's parameters the branch drops, in (0, 1)", sweep=True)
-    alpha_schedule: str = option("exp", "how α falls from 1 to 0: exp α←α(1−decay), linear α←α−decay, or "
-                                        "--alpha-list", choices=SCHEDULES, sweep=True)
-    alpha_decay: float = option(0.05, "rate (exp) or step (linear) of the α schedule", sweep=True)
+    alpha_schedule: str = option("exp", "how α falls from 1 to 0 at step k: exp α = e^(−decay·k) (note 002's "
+                                        "reading: 0.951, 0.607, 0.449 at k = 1, 10, 16), geometric α = (1−decay)^k, "
+                                        "linear α = 1 − decay·k, or --alpha-list", choices=SCHEDULES, sweep=True)
+    alpha_decay: float = option(0.05, "rate (exp, geometric) or step (linear) of the α schedule", sweep=True)
     alpha_min: float = option(0.05, "below this α jumps to 0", sweep=True)
     alpha_list: tuple = option(None, "decreasing α values for --alpha-schedule list, e.g. 0.8,0.5,0.2 (0 is appended)",
                                parse=float_list("--alpha-list"))
@@ -59,7 +71,8 @@ class AlphaSettings(FinetuneSettings):
     alpha_patience: int = option(2, "epochs without validation-loss improvement before the learning rate is cut "
                                     "by gamma", sweep=True)
     alpha_lr_drops: int = option(2, "move to the next α once the learning rate has been cut this often; "
-                                    "0 = train --epochs-per-alpha", sweep=True)
+                                    "0 = train --epochs-per-alpha (note 002's run: " + NOTE_002_RECIPE + ", i.e. "
+                                    "the defaults with --alpha-lr-drops 0)", sweep=True)
     target: str = option("labels", "labels (task loss) or teacher (mean squared error per output to the original "
                                    "model's outputs)", choices=TARGETS, sweep=True)
     blend_at: str = option("preactivation", "mix the two paths before the layer's activation "

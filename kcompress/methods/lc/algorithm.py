@@ -25,14 +25,22 @@ from kcompress.backend import tf
 from kcompress.core.objectives import score_name, scores
 from kcompress.core.stats import FLOAT_BITS
 from kcompress.core.surgery import clone
+from kcompress.methods.base import kernel_names
 from kcompress.training import loop as training
 from kcompress.training.history import merge_histories
 from kcompress.training.penalty import PenalizedModel, QuadraticPenalty
 
 
+def kernel_variables(model, layers):
+    """The kernel variables of the named ``layers``, each layer's in the order of its weights
+    (a separable convolution: depthwise, then pointwise), as the tasks join and split them."""
+    return [getattr(layer, n) for layer in map(model.get_layer, layers) for n in kernel_names(layer)]
+
+
 class Scorer:
     """Train and test scores of w and of Δ(Θ): one traced call per chunk of a split computes the model's
-    outputs with its own kernels and with ``deltas`` swapped in (and back) inside the graph.
+    outputs with its own kernels and with ``deltas`` swapped in (and back) inside the graph; every
+    kernel of the ``kernel_layers`` (depthwise and pointwise ones too) is swapped.
 
     It scores a copy of the model given the weights to score, so that the loop can score step k
     in a thread while step k + 1 trains: training kept 1.6 of the 2 cores busy, and scoring
@@ -47,11 +55,11 @@ class Scorer:
     def __init__(self, model, data, kernel_layers=(), chunk=2500):
         spec = tf.TensorSpec([None, *data.input_shape], tf.float32)
         self.model = clone(model)
-        self.variables = [self.model.get_layer(name).kernel for name in kernel_layers]
+        self.variables = kernel_variables(self.model, kernel_layers)
         deltas = [tf.TensorSpec(v.shape, v.dtype) for v in self.variables]
         self.pair = tf.function(self._pair, input_signature=[spec, deltas])
         self.data = data
-        self.metric = score_name(data.task)
+        self.metric = score_name(data)
         # The inputs as tensors once: converting both splits again at every μ step copied 47 MB
         # (5k + 10k MNIST images) per step.
         self.inputs = {split: [tf.constant(x[i:i + chunk], tf.float32) for i in range(0, len(x), chunk)]
@@ -92,7 +100,7 @@ class LC:
     def __init__(self, model, data, tasks, cfg, schedule):
         self.model, self.data, self.tasks, self.cfg = model, data, tasks, cfg
         self.schedule = schedule.validate()
-        self.kernels = [[model.get_layer(n).kernel for n in t.layers] for t in tasks]
+        self.kernels = [kernel_variables(model, t.layers) for t in tasks]
         self.variables = [v for group in self.kernels for v in group]
         self.scorer = Scorer(model, data, [n for t in tasks for n in t.layers])
         self.execution = None

@@ -1,28 +1,33 @@
 """``--method lc``: the Learning-Compression algorithm on the reference's kernels.
 
+``all``/``each`` mean every kernel of the layers in :data:`~kcompress.methods.base.KERNEL_KINDS`
+(Dense, convolutions of every kind; a separable convolution's depthwise and pointwise kernels as
+one task); low-rank tasks take Dense and Conv2D kernels, the layers that can be factorised.
+
 The settings (tasks, μ schedule) are :class:`~kcompress.methods.lc.settings.LCSettings`; the
 loop is :mod:`~kcompress.methods.lc.algorithm`; the compression types (the C-steps) are the
 plain numpy classes of :mod:`~kcompress.methods.lc.types`. The result is the model with
 w = Δ(Θ), low-rank layers split in two (:mod:`~kcompress.methods.lc.factorize`).
 """
 from kcompress.core.objectives import primary_metric
-from kcompress.methods.base import CompressionResult, finetune_config, target_layers
+from kcompress.methods.base import KERNEL_KINDS, CompressionResult, finetune_config, kernel_names, target_layers
 from kcompress.methods.lc.algorithm import LC
-from kcompress.methods.lc.factorize import factorised_model
+from kcompress.methods.lc.factorize import FACTORISABLE, factorised_model
 from kcompress.methods.lc.plots import plot_steps
 from kcompress.methods.lc.tasks import resolve
 
 
 def run(reference, settings):
     model = reference.model
-    kernels = {l.name: tuple(l.kernel.shape) for l in model.layers if hasattr(l, "kernel")}
-    targets = [l.name for l in target_layers(model, settings.layers)]
-    tasks = resolve(settings.task_specs(), kernels, targets)
+    kernels = {l.name: [tuple(getattr(l, n).shape) for n in kernel_names(l)] for l in model.layers if kernel_names(l)}
+    targets = [l.name for l in target_layers(model, settings.layers, kinds=KERNEL_KINDS)]
+    matrices = [l.name for l in model.layers if type(l).__name__ in FACTORISABLE]
+    tasks = resolve(settings.task_specs(), kernels, targets, matrices)
     cfg = finetune_config(reference, settings, verbose=0)
     lc = LC(model, reference.data, tasks, cfg, settings.schedule()).run()
     final, factorised = factorised_model(model, tasks)
     record = {**lc.record(), "factorised": factorised}
-    ref_error = (reference.run.get("metrics") or {}).get(primary_metric(reference.data.task))
+    ref_error = (reference.run.get("metrics") or {}).get(primary_metric(reference.data))
     title = "LC: " + "; ".join(t["task"] for t in record["tasks"])
 
     def plots(folder):

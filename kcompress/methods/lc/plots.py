@@ -1,7 +1,7 @@
 """The figure of an LC run: train/test error of w and Δ(Θ), and ‖w − Δ(Θ)‖, per μ step."""
 from pathlib import Path
 
-from kcompress.report import plots
+from kcompress.reporting import plots
 
 plt = plots.plt
 

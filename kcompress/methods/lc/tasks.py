@@ -8,7 +8,8 @@ A task maps layers to one compression or a sum of them. As a string (``--task``)
     each:quant:k=2                     one task per target layer, each with its own codebook
     dense_3:quant:k=2                  one layer
     dense_1,dense_2:quant:k=4          several layers jointly (one codebook)
-    dense_2:lowrank:rank=10            a layer's kernel as a matrix (low-rank types)
+    dense_2:lowrank:rank=10            a layer's kernel as a matrix (low-rank types: Dense, Conv2D)
+    sep:quant:k=4                      a separable convolution: depthwise and pointwise kernels jointly
     all:quant:k=2+prune-l0:kappa=0.01  an additive combination (codebook + sparse correction)
 
 or in a YAML file: a list (or ``tasks:`` list) of such strings or of mappings
@@ -127,7 +128,8 @@ def make_compression(spec):
 
 @dataclass
 class Task:
-    """Compression of the kernels of ``layers``: jointly as one vector, or one kernel as a matrix."""
+    """Compression of the kernels of ``layers`` (``shapes``: one per kernel, a layer's kernels in
+    the order of its weights): jointly as one vector, or one kernel as a matrix."""
 
     layers: tuple
     shapes: tuple
@@ -153,29 +155,62 @@ class Task:
         return f"{','.join(self.layers)}:{self.compression.describe()}"
 
 
-def resolve(specs, kernel_shapes, targets):
+def resolve(specs, kernel_shapes, targets, matrices=None):
     """:class:`Task` objects for ``specs`` on a model whose compressible kernels have
-    ``kernel_shapes`` (layer name -> shape); ``targets`` are the layers ``all``/``each`` mean."""
+    ``kernel_shapes`` (layer name -> its kernel's shape, or the list of its kernels' shapes: a
+    separable convolution has two, depthwise then pointwise, compressed jointly as one vector);
+    ``targets`` are the layers ``all``/``each`` mean; ``matrices`` the layers a matrix task (low
+    rank) may take (unset: every layer with one kernel). ``each`` skips the others with a notice;
+    naming one is a usage error."""
+    shapes = {name: _shapes(s) for name, s in kernel_shapes.items()}
+    single = {name for name, s in shapes.items() if len(s) == 1}
+    matrices = single if matrices is None else single & set(matrices)
     tasks, used = [], {}
     for spec in specs:
         where = f"--task {spec.text!r}"
-        if spec.layers == ("each",):
-            groups = [(name,) for name in targets]
-        else:
-            groups = [tuple(targets) if spec.layers == ("all",) else spec.layers]
-        for group in groups:
-            unknown = [n for n in group if n not in kernel_shapes]
+        for group in _groups(spec, targets, matrices, where):
+            unknown = [n for n in group if n not in shapes]
             require(not unknown, f"{where}: no layer with a kernel named {', '.join(unknown)} "
-                                 f"(layers: {', '.join(kernel_shapes)})")
+                                 f"(layers: {', '.join(shapes)})")
             twice = [n for n in group if n in used]
             require(not twice, f"{where}: layer {', '.join(twice)} is already compressed by another task")
             used.update({n: spec.text for n in group})
-            task = Task(group, tuple(tuple(kernel_shapes[n]) for n in group), make_compression(spec))
+            task = Task(group, tuple(s for n in group for s in shapes[n]), make_compression(spec))
             require(not task.matrix or len(group) == 1,
                     f"{where}: {task.compression.name} compresses one layer's matrix; use 'each' or one layer name")
+            require(not task.matrix or group[0] in matrices,
+                    f"{where}: layer {group[0]} {_not_a_matrix(shapes[group[0]])}")
             try:
                 task.compression.validate_for(task.join([np.zeros(s, np.float32) for s in task.shapes]).shape)
             except UsageError as e:
                 raise UsageError(f"{where} on {','.join(group)}: {e}") from None
             tasks.append(task)
     return tasks
+
+
+def _shapes(value):
+    """One layer's kernel shapes as a tuple of shapes, given one shape or a list of them."""
+    value = tuple(value)
+    return (value,) if all(isinstance(d, (int, np.integer)) for d in value) else tuple(tuple(s) for s in value)
+
+
+def _groups(spec, targets, matrices, where):
+    """The layer groups of ``spec``: one per target (``each``), all targets, or the named layers.
+    A matrix task under ``each`` takes only the layers in ``matrices``, with a notice for the others."""
+    if spec.layers == ("all",):
+        return [tuple(targets)]
+    if spec.layers != ("each",):
+        return [spec.layers]
+    if make_compression(spec).needs_matrix:
+        for name in (n for n in targets if n not in matrices):
+            print(f"{where}: skipped layer {name}: its kernel is not one matrix that can be factorised")
+        targets = [n for n in targets if n in matrices]
+        require(targets, f"{where}: no target layer has a kernel that can be factorised (one Dense or Conv2D kernel)")
+    return [(name,) for name in targets]
+
+
+def _not_a_matrix(shapes):
+    """Why a layer's kernels cannot be one low-rank matrix."""
+    if len(shapes) > 1:
+        return "has two kernels (depthwise and pointwise); a low-rank task takes one Dense or Conv2D kernel"
+    return "is not a Dense or Conv2D layer; a low-rank task takes one kernel that can be factorised"

@@ -6,7 +6,7 @@ extra loss term (see :mod:`kcompress.training.penalty`) ``μ·λ·Σ_layers L_pr
 
 - ``L_sel = |Σσ(wᵢ) − n| / N``: keep n of the layer's N units open;
 - ``L_rej = Σσ(wᵢ)(1 − σ(wᵢ)) / N``: push every gate to 0 or 1;
-- the ``product`` rejection variant adds ``N·Πσ(wᵢ)`` to L_rej (it repels the all-open state);
+- the ``product`` rejection variant (note 003) adds ``N·Πσ(wᵢ) / N = Πσ(wᵢ)`` to L_rej (it repels the all-open state);
 
 λ and μ live in tf.Variables so that a schedule (:mod:`kcompress.methods.pruner.schedule`) moves them
 between epochs without recompiling. :func:`add_gates` inserts gates into a model,
@@ -17,15 +17,17 @@ rate or by a Markov chain (w ← w + δ·U[−1, 1], kept only if L_tot falls on
 import numpy as np
 
 from kcompress.backend import keras, tf
-from kcompress.core.surgery import apply, copy_layer, rebuild
+from kcompress.core.channels import Channels
+from kcompress.core.surgery import Graph, apply, copy_layer, outputs_of, rebuild, tensor_key
 from kcompress.errors import require
 from kcompress.methods.pruner.settings import REJECTIONS
 from kcompress.training.penalty import PenalizedModel, PenaltyTerm
 
 GATE_INIT = 4.0  # σ(4) ≈ 0.982: gates start open
 # Layers that act on each unit/channel separately: a gate goes after them, not before
-# (a gate before batch-norm would be normalised away).
-PER_UNIT_LAYERS = ("BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Dropout")
+# (a gate before batch-norm would be normalised away; a depthwise conv's bias would reopen it).
+PER_UNIT_LAYERS = ("BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Dropout",
+                   "DepthwiseConv2D")
 
 
 @keras.saving.register_keras_serializable(package="kcompress")
@@ -58,27 +60,47 @@ def gate_name(layer_name):
     return f"{layer_name}_gate"
 
 
-def gate_position(model, layer_name):
+def gate_position(model, layer_name, graph=None):
     """The name of the layer after which ``layer_name``'s gate goes: the layer itself, or the
-    last of the per-unit layers (batch-norm, activation) that directly follow it."""
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
-    i = [l.name for l in layers].index(layer_name)
-    while i + 1 < len(layers) and type(layers[i + 1]).__name__ in PER_UNIT_LAYERS:
-        i += 1
-    return layers[i].name
+    last of the per-unit layers (batch-norm, activation) that follow it, each the only reader of
+    the one before (where the output branches, every branch must see the gated channels)."""
+    graph = graph or Graph(model)
+    node = graph.node(layer_name)
+    while True:
+        key = tensor_key(outputs_of(node)[0])
+        readers = graph.consumers.get(key, [])
+        if key in graph.outputs or len(readers) != 1 or not _per_unit(readers[0].layer) \
+                or graph.calls[readers[0].layer.name] != 1:
+            return node.layer.name
+        node = readers[0]
+
+
+def _per_unit(layer):
+    """Whether ``layer`` acts on each unit alone (a depthwise conv: with depth multiplier 1)."""
+    return type(layer).__name__ in PER_UNIT_LAYERS and getattr(layer, "depth_multiplier", 1) == 1
 
 
 def add_gates(model, layer_names, init=GATE_INIT):
-    """A copy of ``model`` (same weights) with a :class:`Gate` after each named layer
-    (after its batch-norm/activation, see :func:`gate_position`). Returns (model, gates by layer)."""
-    at = {gate_position(model, name): name for name in layer_names}
+    """A copy of ``model`` (same weights) with one :class:`Gate` per named layer's channel group
+    (:mod:`kcompress.core.channels`), the same gate after every member of the group (after its
+    batch-norm/activation, see :func:`gate_position`), so the group's channels are gated alike.
+    A closed gate then equals removing its channels wherever the layers between the gates and the
+    readers keep 0 at 0 (ReLU, pooling, Add; not a batch-norm after an Add, whose shift the
+    fine-tuning after the removal absorbs). Returns (model, gates by the names given)."""
+    channels = Channels(model)
+    gates, at = {}, {}
+    for name in layer_names:
+        group = channels.group_of(name)
+        require(group.name not in gates, f"{name} and {gates.get(group.name, (None, name))[1]} share their channels "
+                                         "(one group): gate only one of them")
+        gates[group.name] = (Gate(init=init, name=gate_name(name)), name)
+        at.update({gate_position(model, m, channels.graph): gates[group.name][0] for m in group.members})
 
     def gated(layer, x):
-        y = apply(copy_layer(layer), x)
-        return Gate(init=init, name=gate_name(at[layer.name]))(y)
+        return at[layer.name](apply(copy_layer(layer), x))
 
     new = rebuild(model, replace={pos: gated for pos in at})
-    return new, {name: new.get_layer(gate_name(name)) for name in layer_names}
+    return new, {name: gate for gate, name in gates.values()}
 
 
 def spread_gates(gates, spread):
@@ -90,8 +112,12 @@ def spread_gates(gates, spread):
 
 def harden(gated_model):
     """A copy of ``gated_model`` whose gates are exact masks: open (σ > ½) = 1, closed = 0."""
+    copies = {}  # one hard gate per gate, however many layers it follows
+
     def hard(layer, x):
-        return apply(copy_layer(layer, weights=layer.get_weights(), hard=True), x)
+        if layer.name not in copies:
+            copies[layer.name] = copy_layer(layer, weights=layer.get_weights(), hard=True)
+        return apply(copies[layer.name], x)
 
     return rebuild(gated_model, replace={l.name: hard for l in gated_model.layers if isinstance(l, Gate)})
 
@@ -108,16 +134,16 @@ def selection_loss(s, n):
 
 
 def rejection_loss(s, w=None, rejection="sum"):
-    """``L_rej = Σ s(1 − s) / N``; ``product`` adds ``N·Π s`` (computed as N·exp(−Σ softplus(−w)))."""
-    size = float(s.shape[0])
-    loss = tf.reduce_sum(s * (1.0 - s)) / size
+    """``L_rej = Σ s(1 − s)/N``; ``product``: note 003's ``[Σ s(1 − s) + N·Π s]/N``, Π s as exp(−Σ softplus(−w))."""
+    loss = tf.reduce_sum(s * (1.0 - s)) / float(s.shape[0])
     if rejection == "product":
-        loss += size * tf.exp(-tf.reduce_sum(tf.nn.softplus(-w)))
+        loss += tf.exp(-tf.reduce_sum(tf.nn.softplus(-w)))
     return loss
 
 
 class PrunerPenalty(PenaltyTerm):
-    """``μ·λ·Σ_layers (L_sel + L_rej)`` over gates ``{layer: Gate}`` with targets ``{layer: n}``."""
+    """``c·μ·λ·Σ_layers (L_sel + L_rej)`` over gates ``{layer: Gate}`` with targets ``{layer: n}``; c is 1 unless
+    tied to the network's size (``--size-coefficient``, set by the schedule's callback)."""
 
     name = "pruner_penalty"
 
@@ -128,6 +154,11 @@ class PrunerPenalty(PenaltyTerm):
         self.rejection = rejection
         self.lam = tf.Variable(float(lam), trainable=False, dtype=tf.float32, name="pruner_lambda")
         self.mu = tf.Variable(float(mu), trainable=False, dtype=tf.float32, name="pruner_mu")
+        self.coefficient = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="pruner_size_coefficient")
+
+    def units(self):
+        """The number of gated units (Σ N over the gated layers): the network's size the coefficient follows."""
+        return sum(int(g.w.shape[0]) for g in self.gates.values())
 
     @property
     def variables(self):
@@ -148,7 +179,7 @@ class PrunerPenalty(PenaltyTerm):
         return tf.add_n(list(self.parts()))
 
     def __call__(self):
-        return self.mu * self.lam * self.pruning_loss()
+        return self.coefficient * self.mu * self.lam * self.pruning_loss()
 
 
 class GateTrainer(PenalizedModel):

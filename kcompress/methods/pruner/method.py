@@ -1,6 +1,7 @@
 """Method "pruner": pruner masks — differentiable node pruning, then real unit removal.
 
-Gates σ(wᵢ) go after the chosen layers (default: every hidden Dense/Conv2D layer); the
+Gates σ(wᵢ) go after the chosen layers, one gate per channel group shared by every layer of the
+group (:mod:`kcompress.core.channels`; default: every prunable group); the
 gated model trains on L_task + μ·λ·(L_sel + L_rej) (see :mod:`kcompress.methods.pruner.gates`;
 or on the pruning loss alone with ``--pruning-loss-only``), the network learning rate following
 ``--gate-lr-schedule``, with the λ/μ schedule of :mod:`kcompress.methods.pruner.schedule` until
@@ -13,47 +14,59 @@ import time
 import numpy as np
 
 from kcompress.backend import keras
+from kcompress.core.channels import Channels
 from kcompress.errors import require
 from kcompress.methods.base import CompressionResult, finetune_config, target_layers
 from kcompress.methods.pruner import gates as G
 from kcompress.methods.pruner.schedule import DropOnPruning, LambdaMuSchedule, PrunerCallback
-from kcompress.methods.pruner.units import removal_plan, remove_units
+from kcompress.methods.pruner.units import remove_units
 from kcompress.training.history import merge_histories
 from kcompress.training.loop import fit
 
 
-def gate_targets(model, settings):
-    """``{layer: n}``: units to keep per gated layer, from --keep / --keep-units / --layers."""
+def gate_targets(model, settings, channels=None):
+    """``{group: n}``: channels to keep per gated channel group (:mod:`kcompress.core.channels`,
+    named after its first layer), from --keep (a share of the group's width) / --keep-units /
+    --layers, where a layer named stands for its whole group."""
+    channels = channels or Channels(model)
     exact = dict(settings.keep_units or ())
     names = settings.layers or list(exact)
-    layers = target_layers(model, names) if names else hidden_layers(model)
-    names = [l.name for l in layers]
+    if names:
+        names = [l.name for l in target_layers(model, names)]
+        groups = [channels.group_of(name) for name in names]
+    else:
+        groups = hidden_layers(model, channels)
+        names = [g.name for g in groups]
     stray = [n for n in exact if n not in names]
     require(not stray, f"--keep-units: {', '.join(stray)} not among the gated layers ({', '.join(names)})")
-    targets = {}
-    for layer in layers:
-        require(type(layer).__name__ in ("Dense", "Conv2D"), f"--layers: {layer.name} is not a Dense or Conv2D layer")
-        width = int(layer.get_weights()[0].shape[-1])
-        n = exact.get(layer.name, max(1, int(round(settings.keep * width))))
-        require(1 <= n <= width, f"--keep-units: {layer.name}={n} must be in 1..{width}")
-        targets[layer.name] = n
-    require(targets, "no layer to gate (give --layers)")
-    removal_plan(model, {name: range(n) for name, n in targets.items()})  # fails now, not after training
+    targets, named = {}, {}
+    for name, group in zip(names, groups):
+        require(group.prunable, f"cannot prune {name}: {group.reason}")
+        n = exact.get(name, max(1, int(round(settings.keep * group.width))))
+        require(1 <= n <= group.width, f"--keep-units: {name}={n} must be in 1..{group.width}")
+        require(targets.get(group.name, n) == n,
+                f"--keep-units: {name} and {named.get(group.name)} share their channels (one group); give one count")
+        targets[group.name], named[group.name] = n, name
     return targets
 
 
-def hidden_layers(model):
-    """Every Dense/Conv2D layer except the last (the output layer's units cannot go)."""
-    return target_layers(model)[:-1]
+def hidden_layers(model, channels=None):
+    """Every prunable channel group; the others are skipped with a one-line notice (silently for
+    the output layers, whose units cannot go), and a usage error names them when none is left."""
+    channels = channels or Channels(model)
+    outputs = {t._keras_history.layer.name for t in model.outputs}
+    skipped = [g for g in channels.groups if not g.prunable and not set(g.members) <= outputs]
+    for g in skipped:
+        print(f"[pruner] skipping {', '.join(g.members)}: {g.reason}")
+    groups = [g for g in channels.groups if g.prunable]
+    require(groups, "no layer to prune: " + ("; ".join(f"{g.name}: {g.reason}" for g in skipped)
+                                             or "only the output layers have units, and they cannot be removed"))
+    return groups
 
 
 def lambda_mu_schedule(settings):
-    """The λ/μ schedule of ``settings``."""
-    return LambdaMuSchedule(
-        lambda_start=settings.lambda_start, lambda_factor=settings.lambda_factor, lambda_every=settings.lambda_every,
-        lambda_max=settings.lambda_max, mu=settings.mu, rule=settings.lambda_rule,
-        stall_window=settings.stall_window, stall_threshold=settings.stall_threshold, slope_scale=settings.slope_scale,
-    ).validate()
+    """The λ/μ schedule of ``settings``: it reads them, so a new knob needs no copying here."""
+    return LambdaMuSchedule(settings)
 
 
 def gate_phase_config(reference, settings):
@@ -83,13 +96,14 @@ def task_loss(model, reference, cfg):
     """The task loss of ``model`` on the training split (seeds the adaptive μ)."""
     from kcompress.core.objectives import get_loss
 
-    loss = get_loss(cfg.loss, reference.data.task, cfg.lse_temperature)
+    loss = get_loss(cfg.loss, reference.data, cfg.lse_temperature)
     return float(loss(reference.data.y_train, model.predict(reference.data.x_train, verbose=0, batch_size=1024)))
 
 
 def run(reference, settings):
     model = reference.model
-    targets = gate_targets(model, settings)
+    channels = Channels(model)
+    targets = gate_targets(model, settings, channels)
     gated, gates = G.add_gates(model, list(targets))
     G.spread_gates(gates, settings.gate_init_spread)
     penalty = G.PrunerPenalty(gates, targets, rejection=settings.rejection)
@@ -107,6 +121,8 @@ def run(reference, settings):
     epochs = len(gate_history["loss"])
     record = {
         "targets": targets,
+        "groups": {name: channels.group_of(name).members for name in targets},
+        "unprunable_groups": {g.name: g.reason for g in channels.groups if not g.prunable},
         "kept_units": keep,
         "units": {name: {"before": len(summary["values"][name]), "after": len(idx)} for name, idx in keep.items()},
         "gate_epochs": epochs,
@@ -136,7 +152,7 @@ def run(reference, settings):
 def plot_gates(history, record, folder):
     """``pruner.png``: the diagnostics per epoch of the gate training (L_task, L_sel, L_rej,
     λ, μ, open gates, gate motion), and ``gates.png``: the final gate values per layer, sorted."""
-    from kcompress.report.plots import plt, save_figure
+    from kcompress.reporting.plots import plt, save_figure
 
     labels = {"loss": "L_task", "l_sel": "L_sel", "l_rej": "L_rej", "l_pru": "L_pru", "lam": "λ", "mu": "μ"}
     epochs = np.arange(1, len(history["loss"]) + 1)

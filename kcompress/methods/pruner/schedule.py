@@ -5,19 +5,25 @@ in the epochs so far it decides the next λ and μ.
 
 - λ starts at ``lambda_start`` and is multiplied by ``lambda_factor`` every ``lambda_every``
   epochs up to ``lambda_max`` (the published schedule: 1 → 10⁷, ×10 every 20 epochs);
-- ``rule="stall"`` (the default) also raises λ ×``lambda_factor`` as soon as the gates stop moving:
+- ``lambda_rule="stall"`` (the default) also raises λ ×``lambda_factor`` as soon as the gates stop moving:
   the mean over gates of the variance of σ(wᵢ) over the last ``stall_window`` epochs falls below
   ``stall_threshold`` while the gates have not converged — the "flat valley" where L_pru's
   gradient vanishes;
-- ``rule="slope"`` instead raises λ at the end of each epoch in inverse proportion to the change
+- ``lambda_rule="slope"`` instead raises λ at the end of each epoch in inverse proportion to the change
   of L_pru = L_sel + L_rej since the previous epoch: λ ← λ·min(factor, c/|ΔL_pru|) with
   c = ``slope_scale``, whenever that multiplier is above 1 (|ΔL_pru| < c). A flat valley gets a
-  steep raise at once, a falling L_pru none; ``rule="schedule"`` keeps the timed raises only.
+  steep raise at once, a falling L_pru none; ``lambda_rule="schedule"`` keeps the timed raises only.
   Every raise restarts the ``lambda_every`` count;
 - μ is a fixed coefficient, or ``adaptive``: μ = ⟨L_task⟩ / ⟨L_pru⟩ over the last ``mu_window``
-  epochs. The published formula μ = ⟨L_task⟩ / (λ·⟨L_pru⟩) makes μ·λ·L_pru ≈ ⟨L_task⟩ whatever λ is, so
-  λ would have no effect; here μ only normalises L_pru to the scale of the task loss and λ
-  alone sets the pressure (μ·λ·L_pru ≈ λ·⟨L_task⟩).
+  epochs, which only normalises L_pru to the scale of the task loss and leaves the pressure to λ
+  (μ·λ·L_pru ≈ λ·⟨L_task⟩); or ``balanced``, note 003's formula μ = ⟨L_task⟩ / (λ·⟨L_pru⟩) with the
+  λ of the coming epoch, which makes μ·λ = ⟨L_task⟩ / ⟨L_pru⟩ whatever λ is: λ's schedule cancels;
+- ``size_coefficient="units"`` multiplies L_pru by c = the number of gated units (note 004: a coefficient
+  "related somehow to the size of the net", as the flat valley appeared on big networks); μ is computed
+  from L_pru without c, so c multiplies the pressure of every μ rule.
+
+Every knob is read from the :class:`~kcompress.methods.pruner.settings.PrunerSettings` it is given
+(``lambda_start`` ... ``mu_window``), which declare their defaults and checks once.
 
 :class:`PrunerCallback` sets λ, μ on the penalty at each epoch start and records, at each
 epoch end, L_sel, L_rej, L_pru, λ, μ, the network learning rate, open gates per layer and the
@@ -32,46 +38,35 @@ from dataclasses import dataclass
 import numpy as np
 
 from kcompress.backend import keras
-from kcompress.errors import require
 from kcompress.methods.pruner.gates import gate_summary
-from kcompress.methods.pruner.settings import LAMBDA_RULES
+from kcompress.methods.pruner.settings import MU_RULES, PrunerSettings
 
 
 @dataclass
 class LambdaMuSchedule:
-    lambda_start: float = 1.0
-    lambda_factor: float = 10.0
-    lambda_every: int = 20
-    lambda_max: float = 1e7
-    mu: object = "adaptive"  # "adaptive" or a float
-    mu_window: int = 10
-    rule: str = "stall"  # one of settings.LAMBDA_RULES
-    stall_window: int = 5
-    stall_threshold: float = 1e-5
-    slope_scale: float = 1e-3
+    """λ and μ of each epoch, from validated ``settings`` (their fields, not copies)."""
 
-    def validate(self):
-        require(self.rule in LAMBDA_RULES, f"unknown --lambda-rule {self.rule!r} (one of {', '.join(LAMBDA_RULES)})")
-        require(self.slope_scale > 0, f"--slope-scale must be positive, got {self.slope_scale}")
-        require(self.lambda_start > 0, f"--lambda-start must be positive, got {self.lambda_start}")
-        require(self.lambda_factor >= 1, f"--lambda-factor must be >= 1, got {self.lambda_factor}")
-        require(int(self.lambda_every) > 0, f"--lambda-every must be positive, got {self.lambda_every}")
-        require(self.lambda_max >= self.lambda_start, f"--lambda-max must be >= --lambda-start, got {self.lambda_max}")
-        require(self.mu == "adaptive" or float(self.mu) > 0, f"--mu must be 'adaptive' or positive, got {self.mu}")
-        return self
+    settings: PrunerSettings
 
     def start(self, task_loss, pruning_loss):
-        """Reset; ``task_loss``/``pruning_loss`` at the start seed the adaptive μ."""
-        self.lam, self.since_raise, self.raises = float(self.lambda_start), 0, []
-        self.losses = deque([(float(task_loss), float(pruning_loss))], maxlen=int(self.mu_window))
-        self.snapshots = deque(maxlen=int(self.stall_window))
+        """Reset; ``task_loss``/``pruning_loss`` at the start seed an adaptive or balanced μ."""
+        self.lam, self.since_raise, self.raises = float(self.settings.lambda_start), 0, []
+        self.losses = deque([(float(task_loss), float(pruning_loss))], maxlen=self.settings.mu_window)
+        self.snapshots = deque(maxlen=self.settings.stall_window)
         return self.lam, self.current_mu()
 
     def current_mu(self):
-        if self.mu != "adaptive":
-            return float(self.mu)
+        """μ for the coming epoch, whose λ is ``self.lam``."""
+        mu = self.settings.mu
+        if mu not in MU_RULES:
+            return float(mu)
         task, pru = np.mean(np.asarray(self.losses), axis=0)
-        return float(task / max(pru, 1e-12))
+        ratio = float(task / max(pru, 1e-12))
+        return ratio / self.lam if mu == "balanced" else ratio
+
+    def coefficient(self, units):
+        """c on L_pru for a network of ``units`` gated units: note 004's coefficient tied to the network's size."""
+        return float(units) if self.settings.size_coefficient == "units" else 1.0
 
     def motion(self):
         """Mean over gates of the variance of σ(w) over the snapshot window (nan until full)."""
@@ -87,8 +82,8 @@ class LambdaMuSchedule:
         self.since_raise += 1
         self.last_motion = self.motion()
         factor, why = self.raise_factor(change)
-        if self.lam < self.lambda_max and factor > 1:
-            self.lam = min(self.lam * factor, float(self.lambda_max))
+        if self.lam < self.settings.lambda_max and factor > 1:
+            self.lam = min(self.lam * factor, self.settings.lambda_max)
             self.since_raise = 0
             self.snapshots.clear()
             self.raises.append((epoch + 1, self.lam, why))
@@ -96,13 +91,13 @@ class LambdaMuSchedule:
 
     def raise_factor(self, change):
         """``(multiplier of λ, why)`` after an epoch in which L_pru changed by ``change``."""
-        factor = float(self.lambda_factor)
-        if self.since_raise >= int(self.lambda_every):
-            return factor, "schedule"
-        if self.rule == "stall" and self.last_motion < float(self.stall_threshold):
-            return factor, "stall"
-        if self.rule == "slope":
-            return min(factor, float(self.slope_scale) / max(change, 1e-30)), "slope"
+        s = self.settings
+        if self.since_raise >= s.lambda_every:
+            return s.lambda_factor, "schedule"
+        if s.lambda_rule == "stall" and self.last_motion < s.stall_threshold:
+            return s.lambda_factor, "stall"
+        if s.lambda_rule == "slope":
+            return min(s.lambda_factor, s.slope_scale / max(change, 1e-30)), "slope"
         return 1.0, None
 
 
@@ -117,6 +112,7 @@ class PrunerCallback(keras.callbacks.Callback):
         self.converged_epoch = None
 
     def on_train_begin(self, logs=None):
+        self.penalty.coefficient.assign(self.schedule.coefficient(self.penalty.units()))
         lam, mu = self.schedule.start(self.initial_task_loss, float(self.penalty.pruning_loss()))
         self._assign(lam, mu)
 

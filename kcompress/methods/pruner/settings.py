@@ -10,6 +10,8 @@ from kcompress.errors import require
 from kcompress.methods.base import FinetuneSettings
 
 REJECTIONS = ("sum", "product")
+MU_RULES = ("adaptive", "balanced")
+SIZE_COEFFICIENTS = ("none", "units")
 LAMBDA_RULES = ("schedule", "stall", "slope")
 GATE_LR_SCHEDULES = ("fixed", "step", "plateau", "on-pruning")
 
@@ -28,13 +30,13 @@ def parse_keep_units(text):
 
 
 def parse_mu(value):
-    """``--mu``: ``adaptive`` or a positive number."""
-    if str(value) == "adaptive":
-        return "adaptive"
+    """``--mu``: one of :data:`MU_RULES` or a positive number."""
+    if str(value) in MU_RULES:
+        return str(value)
     try:
         return float(value)
     except ValueError:
-        require(False, f"--mu {value!r}: expected 'adaptive' or a number")
+        require(False, f"--mu {value!r}: expected {' or '.join(MU_RULES)} or a number")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class PrunerSettings(FinetuneSettings):
     NAME, RUNNER = "pruner", "kcompress.methods.pruner.method"
     HELP = "pruner masks: learn a gate per unit, keep n per layer, remove the rest for real"
     BUDGET = "max_epochs"
+    MIN_EPOCHS = 0  # --epochs 0: no fine-tuning after the units are removed
     # keep 0.35: 3.1x fewer parameters, 2.35x faster in onnxruntime at +0.40 pp (LeNet-300-100); the
     # smaller model is then a natural start for LC, which compresses what is left
     SEARCH = {"keep": "0.15:0.6"}
@@ -55,13 +58,21 @@ class PrunerSettings(FinetuneSettings):
     keep_units: tuple = option(None, "exact units to keep per layer, e.g. dense_1=105,dense_2=35 (these layers are "
                                      "gated; with --layers, the others use --keep)", parse=parse_keep_units,
                                metavar="LAYER=n,...")
-    rejection: str = option("sum", "L_rej: sum Σσ(1−σ)/N, or product (adds N·Πσ)", choices=REJECTIONS, sweep=True)
+    rejection: str = option("sum", "L_rej: sum Σσ(1−σ)/N, or product [Σσ(1−σ) + N·Πσ]/N (note 003; adds Πσ)",
+                            choices=REJECTIONS, sweep=True)
     lambda_start: float = option(1.0, "first λ", sweep=True)
     lambda_factor: float = option(10.0, "λ multiplier at each raise", sweep=True)
     lambda_every: int = option(20, "epochs between λ raises", sweep=True)
     lambda_max: float = option(1e7, "largest λ", sweep=True)
-    mu: object = option("adaptive", "'adaptive' (μ = ⟨L_task⟩/⟨L_pru⟩ over the last 10 epochs) or a fixed coefficient",
-                        parse=parse_mu, sweep=True)
+    mu: object = option("adaptive", "adaptive: μ = ⟨L_task⟩/⟨L_pru⟩ over the last --mu-window epochs, so "
+                                    "μ·λ·L_pru ≈ λ·⟨L_task⟩ and λ sets the pressure; balanced (note 003): "
+                                    "μ = ⟨L_task⟩/(λ·⟨L_pru⟩), so μ·λ = ⟨L_task⟩/⟨L_pru⟩ whatever λ is: λ's schedule "
+                                    "cancels (μ falls by the λ factor at each raise); or a fixed coefficient",
+                        parse=parse_mu, metavar="{adaptive,balanced,NUMBER}", sweep=True)
+    mu_window: int = option(10, "epochs averaged by an adaptive or balanced --mu (as in note 003)")
+    size_coefficient: str = option("none", "coefficient c on L_pru tied to the network's size (note 004): none "
+                                           "(c = 1) or units (c = Σ N, the number of gated units: 400 on "
+                                           "LeNet-300-100's hidden layers)", choices=SIZE_COEFFICIENTS, sweep=True)
     lambda_rule: str = option("stall", "when λ rises besides every --lambda-every epochs: schedule (never); stall "
                                        "(×factor when the gates stop moving: σ variance over the stall window below "
                                        "the stall threshold); slope (each epoch λ ← λ·min(factor, c/|ΔL_pru|), "
@@ -91,12 +102,12 @@ class PrunerSettings(FinetuneSettings):
     lr: float = option(0.01, "learning rate of the network weights (gate phase and fine-tuning)", sweep=True)
 
     def check(self):
-        require(self.epochs >= 0, f"--epochs must be >= 0, got {self.epochs}")
-        require(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
+        super().check()
         require(0 < self.keep <= 1, f"--keep must be in (0, 1], got {self.keep}")
         for flag, value in (("--gate-lr", self.gate_lr), ("--markov-delta", self.markov_delta),
                             ("--max-epochs", self.max_epochs), ("--lambda-start", self.lambda_start),
-                            ("--lambda-every", self.lambda_every), ("--stall-window", self.stall_window)):
+                            ("--lambda-every", self.lambda_every), ("--stall-window", self.stall_window),
+                            ("--mu-window", self.mu_window)):
             positive(value, flag)
         require(0 < self.gate_epsilon < 0.5, f"--gate-epsilon must be in (0, 0.5), got {self.gate_epsilon}")
         require(0 < self.lr_drop_share <= 1, f"--lr-drop-share must be in (0, 1], got {self.lr_drop_share}")
@@ -104,4 +115,4 @@ class PrunerSettings(FinetuneSettings):
         positive(self.gate_init_spread, "--gate-init-spread", allow_zero=True)
         require(self.lambda_factor >= 1, f"--lambda-factor must be >= 1, got {self.lambda_factor}")
         require(self.lambda_max >= self.lambda_start, f"--lambda-max must be >= --lambda-start, got {self.lambda_max}")
-        require(self.mu == "adaptive" or self.mu > 0, f"--mu must be 'adaptive' or positive, got {self.mu}")
+        require(self.mu in MU_RULES or self.mu > 0, f"--mu must be {' or '.join(MU_RULES)} or positive, got {self.mu}")

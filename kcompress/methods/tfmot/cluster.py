@@ -14,7 +14,8 @@ K values to zero.
 tfmot's wrapper by :mod:`kcompress.methods.tfmot.fixed_sharing`: assigned once, the K values
 trained. tfmot cannot keep zeros with K = 2 (it needs a zero and two more values), so such a
 kernel takes fixed assignments also under ``--assignments tfmot`` (``run.json``:
-``clustering.fixed_in``).
+``clustering.fixed_in``), and so does a layer with a kernel tfmot's registry does not cluster (a
+depthwise or separable convolution's ``depthwise_kernel``): every kernel ends with at most K values.
 
 Fixed assignments start from k-means values or from a symmetric codebook (``--codebook``). Neither
 is better everywhere on a pruned kernel (``fixed_sharing.initial_codebook``), so ``auto`` fine-tunes
@@ -23,10 +24,11 @@ split (``run.json``: ``clustering.codebook`` and ``codebook_train_errors``); the
 """
 import numpy as np
 import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
 
 from kcompress.core.objectives import predict, score_name, scores
 from kcompress.core.surgery import clone
-from kcompress.methods.base import CompressionResult
+from kcompress.methods.base import CompressionResult, kernel_names
 from kcompress.methods.tfmot import common, fixed_sharing
 
 SPARSE_SHARE = 0.1  # a trained dense kernel holds no exact zeros; a pruned one holds most
@@ -52,7 +54,7 @@ def cluster(reference, model, settings, preserve_sparsity=None):
 
 def train_error(model, data):
     """The task's error (test error in %, or ε) of ``model`` on the training split."""
-    return float(scores(data.y_train, predict(model, data.x_train), data)[score_name(data.task)])
+    return float(scores(data.y_train, predict(model, data.x_train), data)[score_name(data)])
 
 
 def _cluster(reference, model, settings, preserve_sparsity):
@@ -62,18 +64,19 @@ def _cluster(reference, model, settings, preserve_sparsity):
     frozen, sparse, fixed = [], [], []
 
     def wrap(layer):
-        kernel = layer.kernel.numpy()
-        keep_zeros = np.mean(kernel == 0) >= SPARSE_SHARE if preserve_sparsity is None else preserve_sparsity
+        kernels = list(common.kernels(layer).values())
+        joined = np.concatenate([a.ravel() for a in kernels])
+        keep_zeros = np.mean(joined == 0) >= SPARSE_SHARE if preserve_sparsity is None else preserve_sparsity
         if keep_zeros:
             sparse.append(layer.name)
-        values = np.unique(kernel[kernel != 0] if keep_zeros else kernel)
-        if len(values) <= k:
+        values = max(len(np.unique(a[a != 0] if keep_zeros else a)) for a in kernels)
+        if values <= k:
             # Already within K values (k-means could not even seed K centroids): keep it as it
             # is, frozen while the others fine-tune, so that its values (and zeros) survive.
             layer.trainable = False
             frozen.append(layer.name)
-            raise ValueError(f"already holds {len(values)} distinct values (<= {k}); kept as is")
-        if mode == "fixed" or (keep_zeros and k < 3):
+            raise ValueError(f"already holds {values} distinct values (<= {k}); kept as is")
+        if mode == "fixed" or (keep_zeros and k < 3) or not tfmot_clusters_every_kernel(layer):
             fixed.append(layer.name)
             return fixed_sharing.wrap(layer, k, keep_zeros, symmetric)
         return tfmot.clustering.keras.cluster_weights(
@@ -92,6 +95,12 @@ def _cluster(reference, model, settings, preserve_sparsity):
                             "codebook": settings.codebook if fixed else None,
                             "zeros_kept_in": sparse, "fixed_in": fixed}
     return plain, history, record
+
+
+def tfmot_clusters_every_kernel(layer):
+    """Whether tfmot's registry clusters all of ``layer``'s kernels: not a depthwise kernel (it
+    lists none of DepthwiseConv2D's and only a separable layer's ``pointwise_kernel``)."""
+    return set(ClusteringRegistry._LAYERS_WEIGHTS_MAP.get(type(layer), ())) >= set(kernel_names(layer))
 
 
 def run(reference, settings):

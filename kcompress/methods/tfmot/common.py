@@ -2,9 +2,11 @@
 
 Each of them does the same four things with a different tfmot wrapper:
 
-1. choose the layers (``--layers``, default every Dense/Conv kernel) and wrap them in the
-   model with ``keras.models.clone_model`` (tfmot's documented way); a chosen layer that
-   tfmot cannot wrap is skipped and listed, not fatal;
+1. choose the layers (``--layers``, default every layer of
+   :data:`~kcompress.methods.base.KERNEL_KINDS`: Dense, Conv1D/2D/3D, their transposes, depthwise
+   and separable convolutions) and wrap them in the model with ``keras.models.clone_model``
+   (tfmot's documented way); a chosen layer that cannot be wrapped is skipped with a one-line
+   notice and listed, not fatal (exit 2 only when no chosen layer is left);
 2. fine-tune the wrapped model with the shared loop (:func:`kcompress.training.loop.fit`) on the
    reference's own loss (an LSE-trained index net is fine-tuned with LSE);
 3. strip the wrappers (``strip_pruning`` / ``strip_clustering``) and check that no wrapper
@@ -12,21 +14,29 @@ Each of them does the same four things with a different tfmot wrapper:
    ``fit`` is called without ``backup_dir``, so a wrapped model never reaches disk;
 4. record what was done (wrapped, skipped and untouched layers, fine-tuning config).
 
+Which kernels tfmot 0.8.1 itself handles (its registries, ``sparsity/keras/prune_registry.py``
+and ``clustering/keras/clustering_registry.py``): ``kernel`` of Dense, Conv1D/2D/3D and the
+transposed convolutions; of SeparableConv1D/2D only ``pointwise_kernel``; of DepthwiseConv2D
+nothing (clustering: "non-clusterable due to big unrecoverable accuracy loss"); DepthwiseConv1D
+is not registered at all. Every kernel is compressed all the same: pruning hands tfmot's wrapper the
+layer's kernels itself (:func:`make_prunable`), and clustering gives a layer with a kernel tfmot
+leaves out fixed assignments (:mod:`~kcompress.methods.tfmot.fixed_sharing`, ``run.json``:
+``clustering.fixed_in``). Biases and batch-norm parameters are never touched.
+
 The settings (and the fine-tuning recipes behind their defaults) are in
 :mod:`kcompress.methods.tfmot.settings`.
 """
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from kcompress.backend import keras
 from kcompress.core.objectives import predict, scores
 from kcompress.errors import require
-from kcompress.methods.base import finetune_config, target_layers
+from kcompress.methods.base import KERNEL_KINDS, finetune_config, kernel_names, target_layers
 from kcompress.training.loop import fit
 
-# Layers with a kernel that tfmot's registries can prune and cluster.
-KERNEL_KINDS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "Conv2DTranspose")
 CHECK_SAMPLES = 2000  # test inputs on which the stripped model is compared with the wrapped one
 CLUSTER_INITS = {
     "kmeans++": "KMEANS_PLUS_PLUS",
@@ -113,19 +123,38 @@ def run_stage(reference, model, settings, make_wrap, strip_fn, callbacks=(), kee
     the epoch with the lowest exact ε (:class:`BestMaxError`; ``run.json``: ``best_checkpoint``).
     Pruning does not: an early epoch of a gradual schedule is not yet at the target sparsity.
     """
-    cfg = finetune_config(reference, settings)
+    cfg = stage_config(reference, settings)
     wrapped, layers = wrap_layers(model, settings, make_wrap(cfg))
     best = BestMaxError(reference.data) if keep_best and reference.data.task == "regression" else None
     history = fit(wrapped, reference.data, cfg, callbacks=list(callbacks) + ([best] if best else []))
+    # BestMaxError's predictions inside fit made Keras cache a predict function for the epoch's
+    # steps per call; when an epoch is one batch (a small index, fixed sharing's batch of 4,096)
+    # it ran one step per call, and the check below then got the first 1,024 outputs only.
+    wrapped.predict_function = None
     plain = strip(wrapped, strip_fn)
     x = reference.data.x_test[:CHECK_SAMPLES]
-    diff = float(np.max(np.abs(predict(wrapped, x) - predict(plain, x))))
+    before, after = predict(wrapped, x), predict(plain, x)
+    diff = float(np.max(np.abs(before - after)))
+    # float32 rounding grows with the outputs (logits near 20 are 2e-6 apart): judge it relative
+    scale = max(float(np.max(np.abs(after))), 1e-12)
     record = {"layers": layers, "finetune": cfg.to_dict(), "execution": history.execution,
-              "stripped_vs_wrapped_max_abs_diff": diff,
+              "stripped_vs_wrapped_max_abs_diff": diff, "stripped_vs_wrapped_max_rel_diff": diff / scale,
               "kernels": kernel_summary(plain, layers["wrapped"])}
     if best is not None:
         record["best_checkpoint"] = best.record()
     return plain, history, record
+
+
+def stage_config(reference, settings):
+    """The fine-tuning config, its batch capped at the training split's size (fixed sharing's
+    recipe asks for 4,096, more than a small index has), so that ``run.json``'s
+    ``finetune.batch_size`` is the batch really used."""
+    cfg = finetune_config(reference, settings)
+    n = len(reference.data.x_train)
+    if cfg.batch_for(n) <= n:
+        return cfg
+    print(f"batch size {cfg.batch_size} is larger than the {n} training samples: batches of {n}")
+    return replace(cfg, batch_size=n)
 
 
 def steps_per_epoch(reference, cfg):
@@ -134,11 +163,33 @@ def steps_per_epoch(reference, cfg):
     return math.ceil(n / cfg.batch_for(n))
 
 
+def kernels(layer):
+    """``{name: array}`` of ``layer``'s kernels (one, or depthwise and pointwise)."""
+    return {n: getattr(layer, n).numpy() for n in kernel_names(layer)}
+
+
+def make_prunable(layer):
+    """``layer`` with every kernel handed to tfmot's pruning wrapper (its custom-layer hook
+    ``get_prunable_weights``): tfmot's registry prunes no depthwise kernel. Undone by :func:`unhook`."""
+    if kernel_names(layer):
+        layer.get_prunable_weights = lambda: [getattr(layer, n) for n in kernel_names(layer)]
+    return layer
+
+
+def unhook(model):
+    """``model`` without the hooks of :func:`make_prunable` (they would outlive the wrapper)."""
+    for layer in model.layers:
+        layer.__dict__.pop("get_prunable_weights", None)
+    return model
+
+
 def kernel_summary(model, names):
-    """Per wrapped layer: share of zeros and number of distinct values of the raw kernel."""
+    """Per wrapped layer and kernel: share of zeros and number of distinct values of the raw
+    kernel (keyed by the layer's name, or ``layer/depthwise_kernel`` for the other kernels)."""
     out = {}
     for name in names:
-        k = model.get_layer(name).kernel.numpy()
-        out[name] = {"sparsity": float(np.mean(k == 0)), "distinct": int(len(np.unique(k)))}
+        for attr, k in kernels(model.get_layer(name)).items():
+            key = name if attr == "kernel" else f"{name}/{attr}"
+            out[key] = {"sparsity": float(np.mean(k == 0)), "distinct": int(len(np.unique(k)))}
     return out
 

@@ -11,17 +11,19 @@ moves smoothly and ε is kept: same reference, Adam 3e-3, batch 4,096, 100 epoch
 16,035. Batch 256 at lr 1e-3 gave 1,553, batch 16,384 at 1e-2 1,516; a projection variant (train
 every weight, then replace each cluster by its mean) 1,999.
 
-:class:`SharedKernel` wraps a layer with a ``kernel``: it holds the codebook (trainable) and the
-assignments (constant); the layer computes with ``codebook[assignments]`` in place of its kernel,
-whose variable is kept out of training. A kernel's zeros stay zeros when asked (a pruned kernel:
-one of the K values is zero and is not trained; the others may start from a symmetric codebook,
-see :func:`initial_codebook`). :func:`strip` writes the shared values into the
+:class:`SharedKernel` wraps a layer with one kernel or more (``kernel``, or a separable
+convolution's ``depthwise_kernel`` and ``pointwise_kernel``): per kernel it holds a codebook
+(trainable) and the assignments (constant); the layer computes with ``codebook[assignments]`` in
+place of each kernel, whose variable is kept out of training. A kernel's zeros stay zeros when
+asked (a pruned kernel: one of the K values is zero and is not trained; the others may start from a
+symmetric codebook, see :func:`initial_codebook`). :func:`strip` writes the shared values into the
 kernels and returns the plain model.
 """
 import numpy as np
 
 from kcompress.backend import keras, tf
 from kcompress.core.kmeans import kmeans_1d
+from kcompress.methods.base import kernel_names
 
 
 def initial_codebook(kernel, k, keep_zeros, symmetric=False):
@@ -60,48 +62,59 @@ def _kmeans(values, k):
 
 class SharedKernel(keras.layers.Wrapper):
     """``layer`` computing with ``codebook[assignments]`` (plus a pinned zero when
-    ``keep_zeros``) as its kernel; only the codebook and the layer's other weights train."""
+    ``keep_zeros``) in place of each of its kernels (``codebooks`` and ``assignments``: one per
+    kernel name, e.g. a separable convolution's depthwise and pointwise kernels); only the
+    codebooks and the layer's other weights train."""
 
-    def __init__(self, layer, codebook, assignments, keep_zeros=False, **kwargs):
+    def __init__(self, layer, codebooks, assignments, keep_zeros=False, **kwargs):
         super().__init__(layer, **kwargs)
-        self.init_codebook = np.asarray(codebook, np.float32)
-        self.init_assignments = np.asarray(assignments, np.int32)
+        self.init_codebooks = {n: np.asarray(c, np.float32) for n, c in codebooks.items()}
+        self.init_assignments = {n: np.asarray(a, np.int32) for n, a in assignments.items()}
         self.keep_zeros = bool(keep_zeros)
 
     def build(self, input_shape=None):
         super().build(input_shape)
-        kernel = self.layer.kernel
-        self.codebook = self.add_weight("codebook", shape=self.init_codebook.shape, trainable=True,
-                                        initializer=keras.initializers.Constant(self.init_codebook))
-        self.assignments = self.add_weight("assignments", shape=kernel.shape, dtype=tf.int32, trainable=False,
-                                           initializer=keras.initializers.Constant(self.init_assignments))
-        # The kernel variable is replaced in the computation: keep it out of training (and put
-        # it back where it was in the layer's weights when unwrapping).
+        self.codebooks, self.assignments = {}, {}
+        for name, codebook in self.init_codebooks.items():
+            self.codebooks[name] = self.add_weight(f"codebook_{name}", shape=codebook.shape, trainable=True,
+                                                   initializer=keras.initializers.Constant(codebook))
+            self.assignments[name] = self.add_weight(
+                f"assignments_{name}", shape=self.init_assignments[name].shape, dtype=tf.int32, trainable=False,
+                initializer=keras.initializers.Constant(self.init_assignments[name]))
+        # The kernel variables are replaced in the computation: keep them out of training (and put
+        # them back where they were in the layer's weights when unwrapping).
+        kernels = [getattr(self.layer, n) for n in self.init_codebooks]
         self._layer_trainable = list(self.layer._trainable_weights)
-        self.layer._trainable_weights = [w for w in self._layer_trainable if w is not kernel]
-        self.layer._non_trainable_weights.append(kernel)
+        self.layer._trainable_weights = [w for w in self._layer_trainable if not any(w is k for k in kernels)]
+        self.layer._non_trainable_weights.extend(kernels)
 
-    def shared_kernel(self):
-        values = tf.concat([self.codebook, tf.zeros([1], self.codebook.dtype)], 0) if self.keep_zeros else self.codebook
-        return lookup(values, tf.convert_to_tensor(self.assignments))
+    def shared_kernel(self, name):
+        codebook = self.codebooks[name]
+        values = tf.concat([codebook, tf.zeros([1], codebook.dtype)], 0) if self.keep_zeros else codebook
+        return lookup(values, tf.convert_to_tensor(self.assignments[name]))
 
     def call(self, inputs, training=None):
         kwargs = {"training": training} if self.layer._call_spec.expects_training_arg else {}
-        kernel = self.layer.kernel
-        object.__setattr__(self.layer, "kernel", self.shared_kernel())  # untracked: the variable stays the layer's
+        variables = {n: getattr(self.layer, n) for n in self.codebooks}
+        for name in variables:  # untracked: the variables stay the layer's
+            object.__setattr__(self.layer, name, self.shared_kernel(name))
         try:
             return self.layer.call(inputs, **kwargs)
         finally:
-            object.__setattr__(self.layer, "kernel", kernel)
+            for name, variable in variables.items():
+                object.__setattr__(self.layer, name, variable)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 
     def unwrap(self):
-        """The inner layer with the shared values written into its kernel, trainable again."""
-        kernel = self.layer.kernel
-        kernel.assign(self.shared_kernel())
-        self.layer._non_trainable_weights = [w for w in self.layer._non_trainable_weights if w is not kernel]
+        """The inner layer with the shared values written into its kernels, trainable again."""
+        kernels = []
+        for name in self.codebooks:
+            kernels.append(getattr(self.layer, name))
+            kernels[-1].assign(self.shared_kernel(name))
+        self.layer._non_trainable_weights = [w for w in self.layer._non_trainable_weights
+                                             if not any(w is k for k in kernels)]
         self.layer._trainable_weights = self._layer_trainable
         return self.layer
 
@@ -124,9 +137,10 @@ def lookup(values, assignments):
 
 
 def wrap(layer, k, keep_zeros, symmetric=False):
-    """``layer`` wrapped in a :class:`SharedKernel` of ``k`` values from its trained kernel."""
-    codebook, assignments = initial_codebook(layer.kernel.numpy(), k, keep_zeros, symmetric)
-    return SharedKernel(layer, codebook, assignments, keep_zeros, name=f"shared_{layer.name}")
+    """``layer`` wrapped in a :class:`SharedKernel` of ``k`` values per trained kernel."""
+    initial = {n: initial_codebook(getattr(layer, n).numpy(), k, keep_zeros, symmetric) for n in kernel_names(layer)}
+    return SharedKernel(layer, {n: c for n, (c, _) in initial.items()}, {n: a for n, (_, a) in initial.items()},
+                        keep_zeros, name=f"shared_{layer.name}")
 
 
 def strip(model):

@@ -6,7 +6,10 @@ the target at ``--end-step``, as in Zhu & Gupta 2017) or a ``constant`` one (the
 from ``--begin-step`` on), or with structured ``--m-by-n`` sparsity. The mask is refreshed
 every ``--frequency`` steps while the model is fine-tuned on the reference's own loss;
 then the wrappers are stripped and the saved model is a plain Keras model whose kernels
-hold exactly the target share of zeros (up to rounding of one weight per layer).
+hold exactly the target share of zeros (up to rounding of one weight per kernel). Every kernel
+is pruned, each to the target on its own: a separable convolution's depthwise and pointwise
+kernels and a depthwise convolution's kernel too, which tfmot's registry leaves dense
+(:func:`~kcompress.methods.tfmot.common.make_prunable`).
 """
 import tensorflow_model_optimization as tfmot
 
@@ -32,6 +35,15 @@ def make_schedule(p, cfg, steps_per_epoch):
     return tfmot.sparsity.keras.PolynomialDecay(0.0, p.target_sparsity, p.begin_step, end, frequency=frequency)
 
 
+def m_by_n_fits(layer, m_by_n):
+    """``layer``, if tfmot's M-by-N sparsity can take its kernels (rank 2 or 4; a Conv1D's rank-3
+    kernel failed inside the first training step); else a ValueError: the layer is skipped."""
+    shapes = [tuple(k.shape) for k in common.kernels(layer).values()]
+    if m_by_n and any(len(s) not in (2, 4) for s in shapes):
+        raise ValueError(f"--m-by-n takes kernels of rank 2 or 4 (Dense, 2-D convolutions), not of shape {shapes}")
+    return layer
+
+
 def prune(reference, model, settings):
     """Prune ``model`` (a copy of the reference or a later stage) with :class:`PruneSettings`
     ``settings``; returns (plain, history, record)."""
@@ -41,10 +53,13 @@ def prune(reference, model, settings):
         schedule = make_schedule(settings, cfg, common.steps_per_epoch(reference, cfg))
         resolved.update(schedule.get_config()["config"])
         return lambda layer: tfmot.sparsity.keras.prune_low_magnitude(
-            layer, pruning_schedule=schedule, sparsity_m_by_n=settings.m_by_n)
+            common.make_prunable(m_by_n_fits(layer, settings.m_by_n)), pruning_schedule=schedule,
+            sparsity_m_by_n=settings.m_by_n)
 
-    plain, history, record = common.run_stage(reference, model, settings, make_wrap,
-                                              tfmot.sparsity.keras.strip_pruning,
+    def strip(wrapped):
+        return common.unhook(tfmot.sparsity.keras.strip_pruning(wrapped))
+
+    plain, history, record = common.run_stage(reference, model, settings, make_wrap, strip,
                                               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     record["pruning"] = {"sparsity": settings.target_sparsity, "schedule": settings.schedule,
                          "tfmot_schedule": resolved}

@@ -20,7 +20,7 @@ def run(reference, settings):
     boundary = len(h_prune["loss"])
 
     def plots(folder):
-        from kcompress.report.plots import training_curves
+        from kcompress.reporting.plots import training_curves
 
         training_curves(history, folder / "training.png", title=settings.NAME, markers=[(boundary + 0.5, "cluster")])
 

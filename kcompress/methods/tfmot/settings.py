@@ -161,10 +161,14 @@ class PruneClusterSettings(_Clustering, PruneSettings):
         positive(self.cluster_epochs, "--cluster-epochs")
 
     def stages(self):
-        """``(PruneSettings, ClusterSettings)`` of the two stages."""
-        shared = {k: v for k, v in self.to_dict().items() if k in PruneSettings.names()}
-        prune = PruneSettings.from_dict(shared)
-        cluster = ClusterSettings.from_dict(dict(layers=self.layers, batch_size=self.batch_size, clusters=self.clusters,
-                                                 cluster_init=self.cluster_init, assignments=self.assignments,
-                                                 epochs=self.cluster_epochs))
-        return prune, cluster
+        """``(PruneSettings, ClusterSettings)`` of the two stages, their fields read by name so that none is
+        forgotten: every prune field; every :class:`_Clustering` field, ``--layers``, ``--batch-size`` and
+        ``--cluster-epochs`` as the epochs (the optimizer and rate stay the clustering recipe's)."""
+        prune = PruneSettings(**self._fields(PruneSettings.names()))
+        cluster = ClusterSettings(**self._fields((*_Clustering.names(), "layers", "batch_size")),
+                                  epochs=self.cluster_epochs)
+        return prune.validate(), cluster.validate()
+
+    def _fields(self, names):
+        """``{name: value}`` of these settings' fields ``names``: a stage takes them as they are."""
+        return {name: getattr(self, name) for name in names}

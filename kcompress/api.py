@@ -1,17 +1,58 @@
 """The Python API: one function per CLI subcommand, with the same names and settings.
 
-This module only composes: settings objects are built from keyword arguments (the same names as
-the command-line flags) and handed to :mod:`kcompress.pipeline` (train, compress),
-:mod:`kcompress.export.check`, :mod:`kcompress.report.summary`, :mod:`kcompress.tune.search` and :mod:`kcompress.demo`.
+Any Keras model goes in: a model object, a ``.keras``/``.h5`` file, a SavedModel folder, or a model
+directory written by kcompress. A bare model needs ``data`` (numpy arrays as a dict, an npz path or
+any ``--data`` spec). Nothing is written unless ``out`` is given.
 
     import kcompress
-    kcompress.train("models/ref", model="lenet300", epochs=30)
-    kcompress.compress("models/ref", "prune", "models/p95", sparsity=0.95)
-    kcompress.export("models/p95", "exported/p95")
-    kcompress.api.report(["models/ref", "models/p95"], "reports/p95")  # (kcompress.report is the package)
+    result = kcompress.compress(model, "prune", data="my.npz", sparsity=0.8, epochs=2)
+    result.model.save("pruned.keras")               # a plain Keras model, no wrappers
+    print(result.metrics, result.reference_metrics, result.compression["total"]["bits_ratio"])
+
+This module only composes: settings objects are built from keyword arguments (the same names as
+the command-line flags) and handed to :mod:`kcompress.pipeline`, :mod:`kcompress.deploy.check`,
+:mod:`kcompress.reporting.summary`, :mod:`kcompress.tuning.search` and :mod:`kcompress.walkthrough`.
 """
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
 from kcompress.core.modelspec import ModelSettings
+from kcompress.core.source import Source
 from kcompress.training.config import TrainConfig
+
+__all__ = ["Result", "load", "import_model", "train", "evaluate", "compress", "export", "report", "tune", "demo"]
+
+
+@dataclass
+class Result:
+    """One compressed model: the plain Keras ``model``, its ``record`` (what ``run.json`` holds) and the
+    folder it was written to (``None`` when nothing was written). ``result["key"]`` reads the record."""
+
+    model: object
+    record: dict
+    folder: Optional[Path] = None
+
+    @property
+    def metrics(self):
+        """Test (and train) scores of the compressed model."""
+        return self.record["metrics"]
+
+    @property
+    def reference_metrics(self):
+        """The same scores of the reference it was compressed from."""
+        return self.record.get("reference_metrics")
+
+    @property
+    def compression(self):
+        """Parameters, non-zeros, distinct values and storage bits per layer and in total (``["total"]``)."""
+        return self.record["compression"]
+
+    def __getitem__(self, key):
+        return self.record[key]
+
+    def get(self, key, default=None):
+        return self.record.get(key, default)
 
 
 def _split(settings, *classes):
@@ -24,75 +65,124 @@ def _split(settings, *classes):
     return [c.from_dict({k: v for k, v in settings.items() if k in c.names()}) for c in classes]
 
 
+def load(path):
+    """The plain Keras model in ``path`` (a model directory, a ``.keras``/``.h5`` file or a SavedModel
+    folder), loaded in safe mode (no code from the file runs).
+
+    >>> model = kcompress.load("models/p95")"""
+    from kcompress.core.modeldir import load_model
+    from kcompress.core.source import check_safe, file_config, load_model_file, model_kind
+
+    kind = model_kind(path)
+    if kind == "dir":
+        return load_model(path)
+    check_safe(path, file_config(path, kind)[0])
+    return load_model_file(path, kind)
+
+
+def import_model(model, out, data, loss=None, metric=None, overwrite=False):
+    """Write a model directory ``out`` from a model file or object, evaluated once on ``data`` as the
+    reference of later compressions (which then need no ``data``). Returns its record.
+
+    >>> kcompress.import_model("my.keras", "models/mine", data="my.npz")"""
+    Source(loss=loss, metric=metric).validate()
+    from kcompress import pipeline
+
+    return pipeline.import_model(model, out, data, loss=loss, metric=metric, overwrite=overwrite)
+
+
 def train(out, seed=0, overwrite=False, strategy="none", **settings):
     """Train a zoo model and write the model directory ``out``; returns its ``run.json`` record.
 
     ``settings`` are :class:`~kcompress.core.modelspec.ModelSettings` fields (model, data, hidden,
     activation, val_split) and :class:`~kcompress.training.config.TrainConfig` fields (epochs, lr,
     ...). A run killed half-way resumes when the same command runs again; ``strategy`` (none,
-    mirrored, multiworker) distributes the training."""
+    mirrored, multiworker) distributes the training.
+
+    >>> kcompress.train("models/ref", model="lenet300", data="mnist-sample", epochs=30)"""
     setup, cfg = _split(settings, ModelSettings, TrainConfig)  # bad settings: exit 2 before TensorFlow loads
     from kcompress import pipeline
 
     return pipeline.train(out, setup, cfg, seed=seed, overwrite=overwrite, strategy=strategy)
 
 
-def evaluate(from_dir, data=None):
-    """Scores of the model in ``from_dir`` on the data it was made with (or ``data``)."""
+def evaluate(model, data=None, loss=None, metric=None):
+    """Scores of ``model`` (object, file or model directory) on ``data`` (default: the data a model
+    directory was made with).
+
+    >>> kcompress.evaluate("models/p95")["test_error"]"""
+    Source(loss=loss, metric=metric).validate()
     from kcompress.core.objectives import evaluate_model
     from kcompress.pipeline import load_reference
 
-    ref = load_reference(from_dir, data)
-    return {"model": str(from_dir), "data": ref.data.name, **evaluate_model(ref.model, ref.data)}
+    ref = load_reference(model, data, loss, metric)
+    where = str(ref.folder) if ref.folder else f"model {ref.model.name}"
+    return {"model": where, "data": ref.data.name, **evaluate_model(ref.model, ref.data)}
 
 
-def compress(from_dir, method, out, overwrite=False, seed=0, **settings):
-    """Compress the model in ``from_dir`` with ``method`` into ``out``; ``settings`` are the
-    method's settings fields (see ``kcompress compress --method NAME --help``). A sweepable
-    setting given as a list (or a comma string) runs a sweep. Returns the record(s).
+def compress(model, method, out=None, overwrite=False, seed=0, data=None, loss=None, metric=None, **settings):
+    """Compress ``model`` (a Keras model object, a model file or a model directory) with ``method``
+    (prune, cluster, prune+cluster, lc, pruner, alpha; or auto). ``settings`` are the method's settings
+    (``kcompress compress --method NAME --help`` lists them with their defaults); a sweepable setting
+    given as a list (or a comma string) runs a sweep. ``data``: numpy arrays (``dict(x_train=...,
+    y_train=..., x_test=..., y_test=...)``), an npz path or a ``--data`` spec, needed for a bare model;
+    ``loss``/``metric`` override what the model implies. ``out``: also write the model directory.
 
-    ``method="auto"`` searches the methods instead (:mod:`kcompress.tune.autosearch`; ``settings``
-    are :class:`~kcompress.tune.settings.AutoSettings` fields) and returns the search's summary."""
+    Returns a :class:`Result` (a list of them for a sweep). ``method="auto"`` searches the methods
+    (:class:`~kcompress.tuning.settings.AutoSettings` fields; needs ``out``) and returns its summary.
+
+    >>> result = kcompress.compress("models/ref", "prune", sparsity=0.95)
+    >>> result.metrics["test_error"], result.compression["total"]["bits_ratio"]"""
+    Source(loss=loss, metric=metric).validate()
     if method == "auto":
-        from kcompress.tune.autosearch import compress_auto
+        from kcompress.errors import require
+        from kcompress.tuning.autosearch import compress_auto
 
-        return compress_auto(from_dir, out, overwrite=overwrite, seed=seed, **settings)
+        require(out is not None, "compress --method auto needs out (the search's folder)")
+        extra = {k: v for k, v in (("data", data), ("loss", loss), ("metric", metric)) if v is not None}
+        return compress_auto(model, out, overwrite=overwrite, seed=seed, **extra, **settings)
     from kcompress.core.settings import expand
     from kcompress.methods import settings_class
 
     runs = expand(settings_class(method), settings)  # bad settings: exit 2 before TensorFlow loads
     from kcompress import pipeline
 
-    return pipeline.compress(from_dir, runs, out, overwrite=overwrite, seed=seed)
+    _, done = pipeline.compress(model, runs, out, overwrite=overwrite, seed=seed, data=data, loss=loss, metric=metric)
+    folders = [None] * len(done) if out is None else [Path(out) / label if label else Path(out) for label, _ in runs]
+    results = [Result(model=m, record=r, folder=f) for (r, m), f in zip(done, folders)]
+    return results[0] if len(runs) == 1 else results
 
 
-def export(from_dir, out, overwrite=False, **options):
-    """Convert the model in ``from_dir`` and verify each file; see :mod:`kcompress.export.check`."""
-    from kcompress.export.check import export_and_check
+def export(model, out, overwrite=False, data=None, metric=None, **options):
+    """Convert ``model`` (object, file or model directory) to TFLite/ONNX in ``out`` and verify every
+    file against Keras; returns the report (``report["passed"]``). See :mod:`kcompress.deploy.check`.
 
-    return export_and_check(from_dir, out, overwrite=overwrite, **options)
+    >>> kcompress.export("models/p95", "exported/p95", formats="tflite,onnx")["passed"]"""
+    from kcompress.deploy.check import export_and_check
+
+    return export_and_check(model, out, overwrite=overwrite, data=data, metric=metric, **options)
 
 
 def report(paths, out, overwrite=False):
     """One table and the error-vs-size figures over the model directories in ``paths`` (model,
-    sweep or tuning folders) into the folder ``out``; see :mod:`kcompress.report.summary`.
+    sweep or tuning folders) into the folder ``out``; see :mod:`kcompress.reporting.summary`.
     Returns the table's rows."""
     from kcompress.core.modeldir import staged_dir
-    from kcompress.report.summary import write_report
+    from kcompress.reporting.summary import write_report
 
     with staged_dir(out, overwrite) as tmp:
         return write_report(paths, tmp)
 
 
 def tune(out, **settings):
-    """Hyperparameter search with Keras Tuner; see :mod:`kcompress.tune.search`."""
-    from kcompress.tune.search import tune as run_search
+    """Hyperparameter search with Keras Tuner; see :mod:`kcompress.tuning.search`."""
+    from kcompress.tuning.search import tune as run_search
 
     return run_search(out, **settings)
 
 
 def demo(out="models/demo", exported="exported/demo", overwrite=True, **settings):
-    """The whole path on the bundled data; see :mod:`kcompress.demo`."""
-    from kcompress.demo import run_demo
+    """The whole path on the bundled data; see :mod:`kcompress.walkthrough`."""
+    from kcompress.walkthrough import run_demo
 
     return run_demo(out=out, exported=exported, overwrite=overwrite, **settings)

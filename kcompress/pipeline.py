@@ -10,12 +10,13 @@ taking ``--from`` finds the data again without a flag.
 """
 import contextlib
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from kcompress.backend import set_seed
-from kcompress.core.data import load_dataset
+from kcompress.core.data import ARRAYS, binary_targets, load_dataset
 from kcompress.core.modeldir import (
     RUN_FILE,
     check_out_dir,
@@ -26,16 +27,26 @@ from kcompress.core.modeldir import (
     staged_dir,
     write_json,
 )
-from kcompress.core.objectives import evaluate_model, predict, primary_metric
+from kcompress.core.modelspec import default_val_split
+from kcompress.core.objectives import (
+    default_loss,
+    evaluate_model,
+    infer_head,
+    output_activation,
+    predict,
+    primary_metric,
+    score_name,
+)
+from kcompress.core.source import check_safe, compiled_loss, compiled_optimizer, file_config, load_model_file, model_kind
 from kcompress.core.stats import compression_stats, format_stats, weights_digest
 from kcompress.core.surgery import clone
 from kcompress.core.zoo import build_model
 from kcompress.errors import require
-from kcompress.export.convert import tflite_size
+from kcompress.deploy.convert import tflite_size
 from kcompress.methods import get_method
 from kcompress.methods.base import Reference
-from kcompress.report import plots
-from kcompress.report.summary import write_sweep
+from kcompress.reporting import plots
+from kcompress.reporting.summary import write_sweep
 from kcompress.training.config import TrainConfig
 from kcompress.training.loop import fit
 
@@ -52,22 +63,88 @@ def data_spec(run, folder):
     return spec
 
 
-def load_reference(folder, data=None):
-    """A :class:`~kcompress.methods.base.Reference` from model directory ``folder``.
+def load_reference(source, data=None, loss=None, metric=None):
+    """A :class:`~kcompress.methods.base.Reference` from ``source``: a model directory, a model file
+    (``.keras``, ``.h5``, a SavedModel folder) or a Keras model object; or a
+    :class:`~kcompress.core.source.Source`-like ``(source, data, loss, metric)`` given as arguments.
 
-    The dataset is the one the model was made with (same spec, split and seed, from
-    ``data_spec``) unless ``data`` names another; its shapes must fit the model."""
+    A model directory brings its data (same spec, split and seed, from ``data_spec``) unless ``data``
+    names another; a bare model needs ``data`` and is evaluated once as the reference. The data's
+    shapes and labels must fit the model's input and output."""
+    if isinstance(source, (str, Path)) and model_kind(source) == "dir":
+        return _directory_reference(source, data, loss, metric)
+    return _bare_reference(source, data, loss, metric)
+
+
+def _directory_reference(folder, data, loss, metric):
     model, run = load_model(folder), read_run(folder)
     spec = dict(data_spec(run, folder)) if data is None else {"data": data, "val_split": 0.0, "seed": run.get("seed", 0)}
-    ds = load_dataset(spec["data"], spec["val_split"], spec["seed"])
-    want = tuple(model.inputs[0].shape[1:])
-    require(want == ds.input_shape, f"--data: samples of shape {ds.input_shape} do not fit the model's input {want}")
-    out_dim = model.outputs[0].shape[-1]
-    require(ds.task != "classification" or ds.num_classes <= out_dim,
-            f"--data: {ds.num_classes} classes but the model has {out_dim} outputs")
+    recorded = run.get("objective") or {}
+    ds = bind_data(model, load_dataset(spec["data"], spec["val_split"], spec["seed"]), metric or recorded.get("metric"))
     train = TrainConfig.from_dict(run.get("train") or run.get("settings") or {}, strict=False)
+    if loss:
+        train = train.replace(loss=loss)
     run = _true_to_the_weights(run, model, ds if data is None else None, folder)
     return Reference(model=model, run=run, data=ds, train=train, folder=Path(folder), data_spec=spec)
+
+
+def bind_data(model, ds, metric=None):
+    """``ds`` made to fit ``model``: input shapes checked, 0/1 targets of a one-sigmoid model read as
+    two classes, the head read off the model's output (:func:`~kcompress.core.objectives.infer_head`),
+    and the headline ``metric`` set."""
+    want = tuple(model.inputs[0].shape[1:])
+    require(want == ds.input_shape, f"--data: samples of shape {ds.input_shape} do not fit the model's input {want}")
+    if ds.task == "regression" and output_activation(model) == "sigmoid" and model.outputs[0].shape[-1] == 1:
+        ds = binary_targets(ds)
+    require(metric is None or (metric == "error") == (ds.task == "classification"),
+            f"--metric {metric} does not fit {ds.task} data")
+    ds.head, ds.metric = infer_head(model, ds), metric
+    return ds
+
+
+def _bare_reference(source, data, loss, metric):
+    """The reference of a model file or object: its data from ``data``, its loss from ``loss``, the file's
+    compiled loss or its output, its fine-tuning optimizer from the file (else Adam at 1e-3)."""
+    name = getattr(source, "name", None) if not isinstance(source, (str, Path)) else str(source)
+    where = f"--from {name}" if isinstance(source, (str, Path)) else f"model {name!r}"
+    require(data is not None, f"{where}: a bare model carries no data; give --data (mnist-sample, keys:DIST:N, PATH.npz, ...)")
+    model, compiled = _bare_model(source)
+    spec = {"data": data if isinstance(data, str) else ARRAYS, "seed": 0}
+    spec["val_split"] = default_val_split(spec["data"])
+    ds = bind_data(model, load_dataset(data, spec["val_split"], spec["seed"]),
+                   metric or ("max_error" if spec["data"].startswith("keys") else None))
+    if ds.task == "regression" and ds.metric is None:
+        ds.metric = "mse"
+    from_file = compiled_loss(compiled)
+    loss_name, loss_from = ((loss, "--loss") if loss else (from_file, "compiled into the model") if from_file
+                            else (default_loss(ds.task), f"implied by the {ds.head} output and the labels"))
+    require(loss_name != "xent" or ds.task == "classification",
+            f"{where}: the loss {loss_name} ({loss_from}) needs class labels, but --data holds float targets")
+    train = TrainConfig.from_dict({"optimizer": "adam", "lr": 1e-3, **compiled_optimizer(compiled), "loss": loss_name})
+    objective = {"head": ds.head, "loss": loss_name, "loss_from": loss_from, "metric": score_name(ds),
+                 "metric_from": "--metric" if metric else "the task's default"}
+    run = {"kind": "import", "settings": {}, "source": {"path": name, "weights_sha1": weights_digest(model.get_weights())},
+           "data_spec": spec, "dataset": ds.describe(), "objective": objective, "train": train.to_dict(),
+           "metrics": evaluate_model(model, ds)}
+    folder = Path(source) if isinstance(source, (str, Path)) else None
+    return Reference(model=model, run=run, data=ds, train=train, folder=folder, data_spec=spec)
+
+
+def _bare_model(source):
+    """``(model, compile config)`` of a model file or object (the object as it is: methods work on copies)."""
+    if not isinstance(source, (str, Path)):
+        require(hasattr(source, "get_weights") and getattr(source, "inputs", None),
+                f"expected a built Keras model, a model file or a model directory, got {type(source).__name__}")
+        compiled = None
+        if getattr(source, "optimizer", None) is not None and getattr(source, "loss", None) is not None:
+            compiled = {"loss": source.loss if isinstance(source.loss, str) else {"class_name": type(source.loss).__name__},
+                        "optimizer": {"class_name": type(source.optimizer).__name__,
+                                      "config": {"learning_rate": float(source.optimizer.learning_rate.numpy())}}}
+        return source, compiled
+    kind = model_kind(source)
+    config, compiled = file_config(source, kind)
+    check_safe(source, config)
+    return load_model_file(source, kind), compiled
 
 
 def _true_to_the_weights(run, model, data, folder):
@@ -133,23 +210,41 @@ def train(out, setup, cfg, seed=0, overwrite=False, strategy="none"):
     return record
 
 
-# ---------------------------------------------------------------- compression
-def compress(from_dir, runs, out, overwrite=False, seed=0):
-    """Compress the model in ``from_dir`` into ``out`` with ``runs``, the ``[(label, settings)]``
-    of :func:`kcompress.core.settings.expand`: one run writes ``out`` itself; a sweep runs every
-    setting from the same reference into ``out/<label>/``, with a table and a plot in ``out``.
-    Returns the record (a list for a sweep)."""
-    check_out_dir(out, overwrite)
-    ref = load_reference(from_dir)
+def import_model(source, out, data, loss=None, metric=None, overwrite=False):
+    """Write the model directory ``out`` from a bare model (file or object) evaluated on ``data``: the
+    reference of later compressions, which then need no ``--data``. Returns its record."""
+    check_out_dir(out, overwrite, sources=(source,))
+    require(not (isinstance(source, (str, Path)) and model_kind(source) == "dir"),
+            f"--from {source}: already a model directory; compress it directly")
+    ref = _bare_reference(source, data, loss, metric)
     with staged_dir(out, overwrite) as tmp:
+        record = run_record("import", {}, seed=0, parent=None, tflite=tflite_size(ref.model),
+                            **{k: ref.run[k] for k in ("source", "data_spec", "dataset", "objective", "train")})
+        record = finish(ref.model, ref.data, record, tmp, title=f"{ref.model.name} on {ref.data.name}")
+    print(f"imported {record['source']['path']} into {out}: " + ", ".join(
+        f"{k} {v:.4g}" for k, v in record["metrics"].items() if isinstance(v, float)))
+    return record
+
+
+# ---------------------------------------------------------------- compression
+def compress(source, runs, out=None, overwrite=False, seed=0, data=None, loss=None, metric=None):
+    """Compress the reference ``source`` (see :func:`load_reference`, with ``data``, ``loss`` and ``metric``)
+    with ``runs``, the ``[(label, settings)]`` of :func:`kcompress.core.settings.expand`: one run writes
+    ``out`` itself; a sweep runs every setting from the same reference into ``out/<label>/``, with a table
+    and a plot in ``out``. Without ``out`` nothing is kept on disk. Returns ``(reference, [(record, model)])``."""
+    if out is not None:
+        check_out_dir(out, overwrite, sources=(source,))
+    ref = load_reference(source, data, loss, metric)
+    with staged_dir(out, overwrite) if out is not None else tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
         if len(runs) == 1:
-            return compress_one(ref, runs[0][1], tmp, seed)[0]
-        records = []
+            return ref, [compress_one(ref, runs[0][1], tmp, seed)]
+        results = []
         for label, settings in runs:
             (tmp / label).mkdir()
-            records.append(compress_one(ref, settings, tmp / label, seed, label=label)[0])
-        write_sweep(records, tmp)
-        return records
+            results.append(compress_one(ref, settings, tmp / label, seed, label=label))
+        write_sweep([r for r, _ in results], tmp)
+        return ref, results
 
 
 def compress_one(ref, settings, folder, seed=0, label=""):
@@ -163,21 +258,22 @@ def compress_one(ref, settings, folder, seed=0, label=""):
     stats["total"].update(tflite_size(result.model))
     stats["total"].update({f"reference_{k}": v for k, v in ref.tflite_size().items()})
     record = run_record("compress", {"method": settings.NAME, **settings.to_dict()}, seed=seed, label=label,
-                        parent=str(ref.folder), data_spec=ref.data_spec, dataset=ref.data.describe(),
+                        parent=str(ref.folder) if ref.folder else None, data_spec=ref.data_spec,
+                        **{k: ref.run[k] for k in ("source", "objective") if ref.run.get(k)}, dataset=ref.data.describe(),
                         train=ref.train.to_dict(), reference_metrics=ref.run.get("metrics"), compression=stats,
                         history=result.history, method=result.record, compress_seconds=seconds)
     finish(result.model, ref.data, record, folder, title=f"{settings.NAME} {label}".strip(), plot=result.plots)
-    print(f"\n[{settings.NAME} {label}] " + summary_line(record, ref.data.task))
+    print(f"\n[{settings.NAME} {label}] " + summary_line(record, ref.data))
     print(format_stats(stats))
     return record, result.model
 
 
-def summary_line(record, task):
+def summary_line(record, data):
     """``test error 4.1 % (reference 3.9 %) · 12.3x fewer bits · TFLite gzip 20 KiB``."""
-    key = primary_metric(task)
+    key = primary_metric(data)
     m, ref = record["metrics"], record.get("reference_metrics") or {}
-    unit = " %" if task == "classification" else " positions"
-    name = "test error" if task == "classification" else "ε"
+    unit = {"test_error": " %", "max_error": " positions"}.get(key, "")
+    name = {"test_error": "test error", "max_error": "ε"}.get(key, f"test {key}")
     t = record["compression"]["total"]
     return (f"{name} {m[key]:.2f}{unit} (reference {ref.get(key, float('nan')):.2f}{unit}) · "
             f"{t['bits_ratio']:.1f}x fewer bits · TFLite gzip {t['tflite_gzip_bytes'] / 1024:.1f} KiB "

@@ -9,7 +9,7 @@ import pytest
 
 from kcompress.cli.main import main
 from kcompress.errors import UsageError
-from kcompress.tune.settings import parse_duration
+from kcompress.tuning.settings import parse_duration
 
 TINY = {"methods": "prune,cluster", "space": ["prune.epochs=1", "cluster.epochs=1", "prune.sparsity=0.5",
                                                "cluster.clusters=8,16"]}
@@ -20,7 +20,7 @@ class Killed(BaseException):
 
 
 def test_candidates_follow_the_declared_spaces_and_chains():
-    from kcompress.tune.auto import candidate_names, method_spaces
+    from kcompress.tuning.auto import candidate_names, method_spaces
 
     assert candidate_names("latency") == ["pruner", "alpha"]  # only these remove units or parameters
     bits = candidate_names("bits")
@@ -44,14 +44,14 @@ def test_durations():
 
 
 def test_front_is_non_dominated():
-    from kcompress.tune.pareto import non_dominated
+    from kcompress.tuning.pareto import non_dominated
 
     points = [(1, 5), (2, 4), (2, 6), (3, 4), (0.5, 9)]
     assert non_dominated(points) == [0, 1, 4]
 
 
 def test_an_error_exactly_at_the_budget_is_within_it():
-    from kcompress.tune.auto import OVER_BUDGET, AutoTrial
+    from kcompress.tuning.auto import OVER_BUDGET, AutoTrial
 
     trial = AutoTrial.__new__(AutoTrial)  # only the budget matters here
     trial.error_budget, trial.reference_objective = 100 * (1 - 0.95) + 1.0, 8.0
@@ -90,7 +90,7 @@ def test_auto_search_chooses_within_budget_exports_and_checks(reference_dir, tmp
 
 def test_resume_after_a_kill_repeats_no_trial(reference_dir, tmp_path, monkeypatch):
     from kcompress import api
-    from kcompress.tune.auto import AutoTrial
+    from kcompress.tuning.auto import AutoTrial
 
     calls, real = [], AutoTrial.run
 
@@ -180,7 +180,7 @@ def test_a_bayesian_search_repeats_no_trial(reference_dir, tmp_path, monkeypatch
     """Keras Tuner's Bayesian oracle re-proposed the best categorical choice again and again (the
     inactive settings of the other methods differ, so it saw no duplicate): every trial is new."""
     from kcompress import api
-    from kcompress.tune.auto import OVER_BUDGET, AutoTrial
+    from kcompress.tuning.auto import OVER_BUDGET, AutoTrial
 
     seen = []
 

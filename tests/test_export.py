@@ -46,7 +46,7 @@ def test_the_reference_tflite_size_is_reused_only_for_the_weights_it_was_measure
     replaced afterwards (as the LC side-by-side script does) is converted again."""
     from dataclasses import replace
 
-    from kcompress.export import convert
+    from kcompress.deploy import convert
 
     calls = []
     real = convert.tflite_size
@@ -63,7 +63,7 @@ def test_the_reference_tflite_size_is_reused_only_for_the_weights_it_was_measure
 def test_a_tflite_size_is_converted_once_per_architecture_and_weights(reference, monkeypatch, tmp_path):
     """The float32 TFLite size is kept in the measurement cache: the same model again reads it
     back, other weights or another architecture convert, an empty cache setting keeps nothing."""
-    from kcompress.export import convert
+    from kcompress.deploy import convert
 
     monkeypatch.setenv("KCOMPRESS_MEASUREMENT_CACHE", str(tmp_path / "cache"))
     calls = []

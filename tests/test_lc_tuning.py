@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kcompress.cli.main import main
-from kcompress.tune.space import parse_space
+from kcompress.tuning.space import parse_space
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "all:prune-l0:kappa=0.05"
@@ -43,7 +43,7 @@ def _kcompress():
 
 
 def test_a_searched_single_task_is_enough_for_the_runner(reference_dir):
-    from kcompress.tune.trials import CompressTrial
+    from kcompress.tuning.trials import CompressTrial
 
     trial = CompressTrial(reference_dir, "lc", base={"mu_steps": 3}, first={"task": TASK, "mu0": 1e-3})
     assert trial.max_budget() == 3 and trial.settings({"task": TASK}).task == (TASK,)

@@ -15,7 +15,7 @@ TINY_LC = {"task": ["all:prune-l0:kappa=0.2"], "mu0": 1e-2, "mu_factor": 10, "mu
 
 
 def test_compress_trial_writes_a_full_model_directory_and_scores_in_memory(reference_dir, tmp_path):
-    from kcompress.tune.trials import CompressTrial
+    from kcompress.tuning.trials import CompressTrial
 
     trial = CompressTrial(reference_dir, "prune", seed=0, base={"epochs": 1, "batch_size": 500})
     metrics = trial.run({"sparsity": 0.5}, tmp_path / "trial_0")
@@ -77,7 +77,7 @@ def test_a_chain_of_compressions_remembers_its_data(tmp_path):
 
 
 def test_demo_runs_the_whole_path(tmp_path):
-    from kcompress.demo import run_demo
+    from kcompress.walkthrough import run_demo
 
     steps = (("pruned", "prune", {"sparsity": 0.5, "epochs": 1}),
              ("lc", "lc", TINY_LC))

@@ -119,7 +119,7 @@ def test_repeated_task_and_sweep_flags_keep_every_value():
 def test_model_dirs_walks_sweep_and_tuning_folders_once(tmp_path):
     """A tuning folder's trials are found and its ``best/`` copy is not counted again; a sweep's
     settings come in their numeric order, its staging leftovers are skipped."""
-    from kcompress.report.collect import model_dirs
+    from kcompress.reporting.collect import model_dirs
 
     for sub in ("tune/trial_10/model", "tune/trial_9/model", "tune/best", "sweep/clusters16", "sweep/clusters4",
                 "sweep/.sweep.partial-x/clusters4", "ref"):

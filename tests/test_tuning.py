@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from kcompress.cli.main import main
-from kcompress.tune.space import grid, hyperparameters, parse_space, trial_value
-from kcompress.tune.search import build_tuner
+from kcompress.tuning.space import grid, hyperparameters, parse_space, trial_value
+from kcompress.tuning.search import build_tuner
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model", "index64", "--data", "keys:uniform:600", "--epochs", "1", "--search", "grid",
@@ -67,8 +67,8 @@ GRID = ["loss=mse,lse", "lr=1e-3,1e-2,1e-1", "batch_size=64,256"]
 
 
 def test_grid_enumerates_exactly_the_product_and_nan_trials_fail(tmp_path):
-    from kcompress.tune.tuner import trial_rows
-    from kcompress.tune.report import write_report
+    from kcompress.tuning.tuner import trial_rows
+    from kcompress.tuning.report import write_report
 
     runner = FakeRunner()
     tuner = _search(tmp_path / "g", GRID, runner)
@@ -110,7 +110,7 @@ def test_hyperband_trains_in_rounds_continuing_earlier_trials(tmp_path):
 
 
 def test_killed_grid_search_resumes_without_redoing_or_losing_trials(tmp_path):
-    from kcompress.tune.tuner import trial_rows
+    from kcompress.tuning.tuner import trial_rows
 
     space = ["lr=1e-4,1e-3,1e-2", "loss=mse,lse"]
     first = FakeRunner(kill_at=4)

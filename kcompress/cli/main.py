@@ -55,7 +55,7 @@ def dispatch(command, v):
     ``--out`` takes its lock first, so that a second writer exits at once, before TensorFlow loads."""
     from kcompress.core.modeldir import out_lock
 
-    writes = command in ("train", "compress", "export", "report") and v.get("out") and v.get("strategy") != "multiworker"
+    writes = command in ("train", "import", "compress", "export", "report") and v.get("out") and v.get("strategy") != "multiworker"
     writes = writes and v.get("method") != "auto"  # a search locks its own --out (not on a worker)
     with out_lock(v["out"]) if writes else contextlib.nullcontext():
         _call(command, v)
@@ -69,9 +69,12 @@ def _call(command, v):
         _required(v, "out")
         out = v.pop("out")
         print(_metrics_line("trained", out, api.train(out, seed=seed, **v)["metrics"]))
+    elif command == "import":
+        _required(v, "out")
+        api.import_model(v.pop("source"), v.pop("out"), v.pop("data", None), overwrite=v.pop("overwrite", False), **v)
     elif command == "evaluate":
         _required(v, "from_dir")
-        print(_metrics_line("evaluated", v["from_dir"], api.evaluate(v["from_dir"], v.get("data"))))
+        print(_metrics_line("evaluated", v["from_dir"], api.evaluate(v.pop("from_dir"), **v)))
     elif command == "compress":
         _required(v, "from_dir", "method", "out")
         api.compress(v.pop("from_dir"), v.pop("method"), v.pop("out"), overwrite=v.pop("overwrite", False),

@@ -8,12 +8,13 @@ import argparse
 
 from kcompress.cli.flags import add_settings
 from kcompress.core.modelspec import ModelSettings
+from kcompress.core.source import Source
 from kcompress.errors import UsageError
-from kcompress.export.settings import ExportSettings
+from kcompress.deploy.settings import ExportSettings
 from kcompress.methods import REGISTRY, settings_class
 from kcompress.methods.base import FinetuneSettings
 from kcompress.training.config import TrainConfig
-from kcompress.tune.settings import AutoSettings
+from kcompress.tuning.settings import AutoSettings
 
 AUTO = "auto"  # compress --method auto: a search over the registered methods, not one of them
 
@@ -21,6 +22,7 @@ PROG = "kcompress"
 EXAMPLES = """examples:
   kcompress train    --model lenet300 --data mnist-sample --epochs 30 --out models/ref
   kcompress compress --from models/ref --method prune --sparsity 0.95 --out models/p95
+  kcompress compress --from my.keras --data my.npz --method prune --sparsity 0.8 --out models/my-p80
   kcompress export   --from models/p95 --formats tflite,onnx --out exported/p95
   kcompress report   models/ref models/prune-sweep models/lc-sweep --out reports/mnist
   kcompress demo     # the whole path on the bundled MNIST sample
@@ -64,8 +66,12 @@ def _out(p, what):
                    help="replace --out if it exists (the old one stays until the new one is complete)")
 
 
-def _from(p, what="model directory"):
+FROM_HELP = "a model directory, or your own model: a .keras or .h5 file or a SavedModel folder (then give --data)"
+
+
+def _from(p, what=FROM_HELP, skip=()):
     p.add_argument("--from", dest="from_dir", default=argparse.SUPPRESS, help=what)
+    add_settings(p.add_argument_group("reference: its data, loss and metric"), Source, skip=skip)
 
 
 def _train_parser(sub):
@@ -80,9 +86,17 @@ def _train_parser(sub):
 
 
 def _evaluate_parser(sub):
-    p = sub.add_parser("evaluate", help="score a model directory on its (or another) dataset")
+    p = sub.add_parser("evaluate", help="score a model (directory or file) on its (or another) dataset")
     _from(p)
-    p.add_argument("--data", default=argparse.SUPPRESS, help="dataset (default: the one the model was made with)")
+    _common(p)
+
+
+def _import_parser(sub):
+    p = sub.add_parser("import", help="write a model directory from your own model file and data, evaluated once "
+                                      "as the reference of later compressions (which then need no --data)")
+    p.add_argument("source", metavar="MODEL", help="a .keras or .h5 file or a SavedModel folder")
+    _out(p, "model directory to write (e.g. models/mine)")
+    add_settings(p.add_argument_group("its data, loss and metric"), Source)
     _common(p)
 
 
@@ -108,7 +122,7 @@ def _method_flags(p, method):
 
 def _compress_parser(sub, method):
     p = sub.add_parser("compress", help="compress a trained model with one method (or a sweep)")
-    _from(p, "model directory of the reference")
+    _from(p)
     p.add_argument("--method", default=argparse.SUPPRESS, metavar="{" + ",".join([*REGISTRY, AUTO]) + "}",
                    help=f"compression method, or {AUTO}: search them for the best within an error budget")
     _out(p, "model directory to write (a folder of them for sweeps; with auto, the search's folder)")
@@ -118,7 +132,7 @@ def _compress_parser(sub, method):
 
 def _export_parser(sub):
     p = sub.add_parser("export", help="convert to TFLite/ONNX and verify against Keras")
-    _from(p)
+    _from(p, skip=("loss",))
     _out(p, "folder for the files and report.json")
     add_settings(p.add_argument_group("export"), ExportSettings)
     _common(p)
@@ -145,10 +159,11 @@ def _tune_parser(sub, method):
     g.add_argument("--tuner-id", default=argparse.SUPPRESS,
                    help="a worker's name (default: worker-PID); reuse it to resume a killed worker")
     c = p.add_argument_group("compression search (instead of training)")
-    _from(c, "model directory of the reference to compress")
+    c.add_argument("--from", dest="from_dir", default=argparse.SUPPRESS, help=FROM_HELP + " to compress")
     c.add_argument("--method", default=argparse.SUPPRESS, metavar="{" + ",".join(REGISTRY) + "}",
                    help="compression method whose settings --space searches (its flags fix the others)")
     if method and method != AUTO:
+        add_settings(p.add_argument_group("reference: its data, loss and metric"), Source)
         _method_flags(p, method)
     else:
         add_settings(p.add_argument_group("model and data (base settings of training trials)"), ModelSettings)
@@ -178,7 +193,7 @@ def build_parser(method=None):
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     method = method if method in REGISTRY or method == AUTO else None
-    for make in (_train_parser, _evaluate_parser, _export_parser, _report_parser, _demo_parser):
+    for make in (_train_parser, _import_parser, _evaluate_parser, _export_parser, _report_parser, _demo_parser):
         make(sub)
     _compress_parser(sub, method)
     _tune_parser(sub, method)

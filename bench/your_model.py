@@ -1,0 +1,134 @@
+"""Your model through every method: models and data of a user's own making, which kcompress never
+trained, each saved as a file and compressed from it with ``--data``, then exported and checked.
+
+Models (builders in tests/usermodels.py, trained here with their own compiled loss, as a user would):
+a functional residual CNN with batch-norm, a separable conv and a softmax head on the bundled MNIST
+sample downsampled to 14×14 (5k train / 10k test; saved as ``.keras`` and ``.h5``, and the same
+images with one-hot labels), a sigmoid binary MLP on a tabular set and a two-output regression MLP.
+For each model × method the table gives the reference's and the compressed model's headline metric
+(test error % or mse), the storage-bits ratio (parameters ratio for the structural methods) and the
+export check; then the ONNX latency of the structural methods' CNNs against the reference's.
+Results: bench/results/your_model.{md,json}.
+
+    python bench/your_model.py [--quick] [--models cnn,onehot,h5,sigmoid,regression] [--methods prune,...]
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the user-model builders the tests use
+
+import usermodels as um  # noqa: E402
+
+from kcompress import api  # noqa: E402
+
+WORK = Path("models/yours")
+RESULTS = ROOT / "bench" / "results"
+STRUCTURAL = ("pruner", "alpha")
+# method label -> (method, settings): chosen to stay within 2 pp (10 % relative mse) of each reference
+METHODS = {
+    "prune": ("prune", {"sparsity": 0.5, "epochs": 6}),
+    "cluster": ("cluster", {"clusters": 16, "epochs": 4}),
+    "prune+cluster": ("prune+cluster", {"sparsity": 0.5, "clusters": 16, "epochs": 6, "cluster_epochs": 4}),
+    "lc prune": ("lc", {"task": "all:prune-l0:kappa=0.3", "mu_steps": 10, "l_epochs": 2}),
+    "lc quant": ("lc", {"task": "each:quant:k=8", "mu_steps": 10, "l_epochs": 2}),
+    "pruner": ("pruner", {"keep": 0.75, "max_epochs": 40, "epochs": 6}),
+    "alpha": ("alpha", {"prune": 0.3, "alpha_schedule": "list", "alpha_list": "0.7,0.3", "epochs_per_alpha": 4,
+                        "epochs": 6}),
+}
+
+
+def references(quick):
+    """``{name: (model file, npz)}``: the user models, trained once and saved under models/yours/."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    n = (1500, 1000) if quick else (5000, 10000)
+    images = um.image_arrays(*n)
+    sets = {"images": images, "onehot": um.one_hot(images), "tabular": um.tabular_arrays(n=6000),
+            "regression": um.regression_arrays(n=6000)}
+    npz = {k: um.save_npz(WORK / f"{k}.npz", v) for k, v in sets.items()}
+    recipes = {  # name: (builder, data, loss, epochs, lr)
+        "cnn": (lambda: um.residual_cnn(width=16), "images", "sparse_categorical_crossentropy", 15, 3e-3),
+        "sigmoid": (um.sigmoid_mlp, "tabular", "binary_crossentropy", 30, 3e-3),
+        "regression": (um.regression_mlp, "regression", "mse", 40, 3e-3),
+    }
+    files = {}
+    for name, (build, data, loss, epochs, lr) in recipes.items():
+        path = WORK / f"{name}.keras"
+        if not path.exists():
+            model = um.trained(build(), sets[data], loss, epochs=2 if quick else epochs, lr=lr)
+            model.save(path)
+            if name == "cnn":
+                model.save(WORK / "cnn.h5")
+        files[name] = (path, npz[data])
+    files["onehot"] = (WORK / "cnn.keras", npz["onehot"])
+    files["h5"] = (WORK / "cnn.h5", npz["images"])
+    return files
+
+
+def row(name, label, result, check, seconds):
+    """One line of the table."""
+    key = "mse" if "mse" in result.metrics else "test_error"
+    total = result.compression["total"]
+    structural = result["settings"]["method"] in STRUCTURAL
+    ratio = total["params_ratio"] if structural and "params_ratio" in total else total["bits_ratio"]
+    ref, got = result.reference_metrics[key], result.metrics[key]
+    within = got - ref <= 2.0 if key == "test_error" else got <= 1.1 * ref
+    return {"model": name, "method": label, "metric": key, "reference": ref, "compressed": got,
+            "ratio": ratio, "ratio_kind": "params" if structural else "bits", "within": within,
+            "export": "pass" if check["passed"] else "FAIL", "onnx_batch_ms": _onnx_ms(check),
+            "seconds": seconds}
+
+
+def _onnx_ms(check):
+    return next((f["batch_latency_ms"] for f in check["files"] if f["variant"] == "onnx"), None)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small data and 2 training epochs (a smoke run)")
+    p.add_argument("--models", default="cnn,onehot,h5,sigmoid,regression")
+    p.add_argument("--methods", default=",".join(METHODS))
+    args = p.parse_args()
+    files = references(args.quick)
+    rows, start = [], time.time()
+    for name in args.models.split(","):
+        path, npz = files[name]
+        methods = args.methods.split(",") if name in ("cnn", "sigmoid", "regression") else ["prune"]
+        ref_check = api.export(path, WORK / f"exported-{name}-reference", overwrite=True, data=npz,
+                               tflite_modes="float32")
+        for label in methods:
+            method, settings = METHODS[label]
+            settings = {**settings, **({"epochs": 1, "max_epochs": 4} if args.quick and method == "pruner" else {})}
+            out = WORK / f"{name}-{label.replace(' ', '-').replace('+', '_')}"
+            t = time.time()
+            result = api.compress(path, method, out, overwrite=True, data=npz, **settings)
+            check = api.export(out, WORK / f"exported-{out.name}", overwrite=True, tflite_modes="float32")
+            rows.append(row(name, label, result, check, time.time() - t))
+            rows[-1]["reference_onnx_batch_ms"] = _onnx_ms(ref_check)
+            print(json.dumps(rows[-1]), flush=True)
+    write(rows, time.time() - start, args)
+
+
+def write(rows, seconds, args):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    suffix = "-quick" if args.quick else ""
+    (RESULTS / f"your_model{suffix}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = [f"# Your model through every method (`python bench/your_model.py{' --quick' if args.quick else ''}`)",
+             "", f"{len(rows)} runs in {seconds / 60:.1f} min on the 2-core machine; settings in the script's "
+             "METHODS. Ratio: storage bits (parameters for pruner and alpha). Within: ≤ +2 pp test error, "
+             "≤ 1.1× mse.", "",
+             "| model | method | metric | reference | compressed | ratio | within | export check | ONNX batch ms "
+             "(reference) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['method']} | {r['metric']} | {r['reference']:.4g} | {r['compressed']:.4g} "
+                     f"| {r['ratio']:.2f}× {r['ratio_kind']} | {'yes' if r['within'] else 'NO'} | {r['export']} | "
+                     f"{r['onnx_batch_ms']:.3f} ({r['reference_onnx_batch_ms']:.3f}) |")
+    (RESULTS / f"your_model{suffix}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -187,7 +187,11 @@ def expand(cls, values):
     for combo in combos:
         point = dict(zip(axes, combo))
         label = "-".join(f"{k}{v}" for k, v in point.items() if len(axes[k]) > 1)
-        runs.append((label, cls.from_dict(cls.at_point(fixed, point))))
+        settings = cls.from_dict(cls.at_point(fixed, point))
+        twin = next((other for other, done in runs if done == settings or other == label), None)
+        require(twin is None, f"the sweep gives the same run twice ({twin} and {label}): "
+                              "give each value once")
+        runs.append((label, settings))
     return runs
 
 

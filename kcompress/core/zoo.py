@@ -22,6 +22,7 @@ def build_model(name, input_shape, output_dim, hidden=None, activation="relu"):
     hidden = ZOO_DEFAULT_HIDDEN[name] if hidden is None else tuple(hidden)
     act = keras.layers.LeakyReLU(0.01) if activation == "leaky_relu" else activation
     inputs = keras.Input(shape=tuple(input_shape), name="input")
+    _check_image_side(name, input_shape)
     x = {"lenet300": _mlp_trunk, "index64": _mlp_trunk, "lenet5": _lenet5_trunk, "convnet": _convnet_trunk}[name](
         inputs, act
     )
@@ -41,6 +42,22 @@ def build_model(name, input_shape, output_dim, hidden=None, activation="relu"):
     else:
         outputs = keras.layers.Dense(output_dim, name=out_name)(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+# The smallest image side each conv trunk takes: lenet5 pools twice around a 5×5 valid conv
+# (12 → 6 → 2 → 1), convnet pools twice (4 → 2 → 1).
+MIN_IMAGE_SIDE = {"lenet5": 12, "convnet": 4}
+
+
+def _check_image_side(name, input_shape):
+    """Exit 2 when the images are too small for ``name``'s convolutions and poolings, naming what fits."""
+    side = MIN_IMAGE_SIDE.get(name)
+    if side is None or len(input_shape) not in (2, 3):
+        return
+    h, w = input_shape[:2]
+    fits = [m for m in MODEL_NAMES if m != "index64" and MIN_IMAGE_SIDE.get(m, 0) <= min(h, w)]
+    require(min(h, w) >= side, f"--model {name} needs images of at least {side}×{side}, got {h}×{w} "
+                               f"(models that fit: {', '.join(fits)})")
 
 
 def _mlp_trunk(x, act):

@@ -68,13 +68,14 @@ def _layers(value, where):
     return tuple(names)
 
 
-def parse_task(text):
-    """A :class:`TaskSpec` from a task string (UsageError naming the problem if malformed)."""
-    where = f"--task {text!r}"
+def parse_task(text, where=None):
+    """A :class:`TaskSpec` from a task string (UsageError naming the problem, and ``where`` the
+    task came from, if malformed)."""
+    where = where or f"--task {text!r}"
     layers, sep, rest = str(text).partition(":")
     require(sep and layers.strip(), f"{where}: expected LAYERS:COMPRESSION, e.g. all:prune-l0:kappa=0.05")
     spec = TaskSpec(_layers(layers, where), parse_compression(rest, where), str(text))
-    make_compression(spec)  # fail now on bad parameters
+    make_compression(spec, where)  # fail now on bad parameters
     return spec
 
 
@@ -100,7 +101,7 @@ def _from_mapping(item, where):
     else:
         parts = parse_compression(str(comp), where)
     spec = TaskSpec(_layers(item.get("layers", "all"), where), parts, f"{where}")
-    make_compression(spec)
+    make_compression(spec, where)
     return spec
 
 
@@ -113,17 +114,19 @@ def load_tasks_file(path):
     specs = []
     for i, item in enumerate(items, start=1):
         require(isinstance(item, (str, dict)), f"{where}: task {i} must be a string or a mapping")
-        specs.append(parse_task(item) if isinstance(item, str) else _from_mapping(item, f"{where} task {i}"))
+        entry = f"{where}, task {i}"
+        specs.append(parse_task(item, f"{entry} {item!r}") if isinstance(item, str) else _from_mapping(item, entry))
     return specs
 
 
-def make_compression(spec):
-    """A fresh compression object for ``spec`` (an :class:`Additive` when it has several parts)."""
+def make_compression(spec, where=None):
+    """A fresh compression object for ``spec`` (an :class:`Additive` when it has several parts);
+    a bad parameter is reported with ``where`` the task came from (default: its ``--task``)."""
     try:
         parts = [REGISTRY[name](**params) for name, params in spec.parts]
         return parts[0] if len(parts) == 1 else Additive(parts)
     except UsageError as e:
-        raise UsageError(f"--task {spec.text!r}: {e}") from None
+        raise UsageError(f"{where or f'--task {spec.text!r}'}: {e}") from None
 
 
 @dataclass

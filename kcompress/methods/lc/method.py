@@ -7,8 +7,10 @@ one task); low-rank tasks take Dense and Conv2D kernels, the layers that can be 
 The settings (tasks, μ schedule) are :class:`~kcompress.methods.lc.settings.LCSettings`; the
 loop is :mod:`~kcompress.methods.lc.algorithm`; the compression types (the C-steps) are the
 plain numpy classes of :mod:`~kcompress.methods.lc.types`. The result is the model with
-w = Δ(Θ), low-rank layers split in two (:mod:`~kcompress.methods.lc.factorize`).
+w = Δ(Θ), its batch-norm statistics measured again for those weights
+(:mod:`~kcompress.core.batchnorm`), low-rank layers split in two (:mod:`~kcompress.methods.lc.factorize`).
 """
+from kcompress.core.batchnorm import recalibrate
 from kcompress.core.objectives import primary_metric
 from kcompress.methods.base import KERNEL_KINDS, CompressionResult, finetune_config, kernel_names, target_layers
 from kcompress.methods.lc.algorithm import LC
@@ -25,8 +27,9 @@ def run(reference, settings):
     tasks = resolve(settings.task_specs(), kernels, targets, matrices)
     cfg = finetune_config(reference, settings, verbose=0)
     lc = LC(model, reference.data, tasks, cfg, settings.schedule()).run()
+    recalibrated = recalibrate(model, reference.data.x_train)  # w = Δ(Θ) now: batch-norm must see it
     final, factorised = factorised_model(model, tasks)
-    record = {**lc.record(), "factorised": factorised}
+    record = {**lc.record(), "factorised": factorised, "batchnorm_recalibrated": recalibrated}
     ref_error = (reference.run.get("metrics") or {}).get(primary_metric(reference.data))
     title = "LC: " + "; ".join(t["task"] for t in record["tasks"])
 

@@ -221,3 +221,16 @@ def test_alpha_schedule_runs_on_the_residual_cnn(images):
     assert not blend_layers(result.model) and "b1_add" in names
     assert result.model.output_shape == (None, 10)
     assert result.model.count_params() < residual_cnn().count_params()
+
+
+def test_freezing_the_original_leaves_batch_norm_training():
+    """A frozen batch-norm runs in inference mode with statistics the blended activations no longer have."""
+    from kcompress.methods.alpha import blend
+
+    model = residual_cnn()
+    blended = blend.blend_model(model, {"stem": 4, "b1_conv1": 8}, before_activation=True, pooled=())
+    blend.freeze_original(blended)
+    trainable = {l.name for l in blended.layers if l.trainable and l.weights}
+    bns = {l.name for l in blended.layers if isinstance(l, keras.layers.BatchNormalization)}
+    assert bns and bns <= trainable
+    assert not {"b1_conv2", "head"} & trainable and {"stem_narrow", "b1_conv1_proj"} <= trainable

@@ -177,10 +177,13 @@ def set_alpha(model, alpha):
 
 
 def freeze_original(blended, frozen=True):
-    """Make every layer that came from the original model (not a branch) (non-)trainable."""
+    """Make every layer that came from the original model (not a branch) (non-)trainable, except
+    batch-norm: a frozen batch-norm normalises with its old statistics (tf-keras runs it in inference
+    mode), which no longer fit the blended activations (a residual CNN at α = 0.74: 35-52 % validation
+    error instead of its 4.5 %)."""
     for layer in blended.layers:
         if not layer.name.endswith((NARROW, PROJ, UP, BLEND, ACT)):
-            layer.trainable = not frozen
+            layer.trainable = not frozen or isinstance(layer, keras.layers.BatchNormalization)
 
 
 def strip_model(original, blended):

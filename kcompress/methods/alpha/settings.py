@@ -81,7 +81,8 @@ class AlphaSettings(FinetuneSettings):
                                         "upsampled while blending (pool and upsampling cancel and are dropped at "
                                         "α = 0: a quarter of the work); full: at the conv's stride",
                               choices=CONV_BRANCHES, sweep=True)
-    freeze_original: bool = option(True, "keep the pretrained weights fixed and train only the branches "
+    freeze_original: bool = option(True, "keep the pretrained weights fixed and train only the branches and "
+                                         "batch-norm, whose statistics must follow the blended activations "
                                          "(--no-freeze-original: train them too)", sweep=True)
     epochs: int = option(None, "epochs of the last step, α = 0 (unset: --epochs-per-alpha)", sweep=True)
     optimizer: str = option("adam", "optimizer of every α step", choices=("sgd", "adam"), sweep=True)
@@ -96,6 +97,8 @@ class AlphaSettings(FinetuneSettings):
                                    ("--alpha-patience", self.alpha_patience, 1),
                                    ("--alpha-lr-drops", self.alpha_lr_drops, 0)):
             require(value >= least, f"{flag} must be an integer >= {least}, got {value}")
+        if self.alpha_list is not None:  # checked even where another --alpha-schedule leaves it unused
+            alpha_schedule("list", values=self.alpha_list)
         self.alphas()
 
     def alphas(self):

@@ -9,7 +9,7 @@ import argparse
 from kcompress.cli.flags import add_settings
 from kcompress.core.modelspec import ModelSettings
 from kcompress.core.source import Source
-from kcompress.errors import UsageError
+from kcompress.errors import UsageError, require
 from kcompress.deploy.settings import ExportSettings
 from kcompress.methods import REGISTRY, settings_class
 from kcompress.methods.base import FinetuneSettings
@@ -27,7 +27,8 @@ EXAMPLES = """examples:
   kcompress report   models/ref models/prune-sweep models/lc-sweep --out reports/mnist
   kcompress demo     # the whole path on the bundled MNIST sample
 Each subcommand has --help with its defaults (compress --method NAME --help: that method's).
-Exit codes: 0 ok, 2 bad input, 1 failure."""
+Exit codes: 0 ok, 2 bad input (a full disk or read-only --out too), 1 failure,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
 SEARCHES = ("grid", "random", "bayesian", "hyperband")
 AUTO_HELP = ("the smallest --objective within an error budget, by a Keras Tuner search over the methods and their "
              "declared settings (resumable; writes the Pareto front, exports and checks the chosen model)")
@@ -39,6 +40,49 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{self.prog.removeprefix(PROG + ' ')}: {message}")
+
+
+def nonempty(value):
+    """An argparse ``type`` for the flags whose text names a file, a folder or a host: refused when empty
+    (an unset shell variable), which would otherwise read as "not given" or as the current folder."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("empty value")
+    return value
+
+
+def method_name(allowed):
+    """An argparse ``type`` for ``--method``: one of ``allowed``, checked as the flag is read, so that an
+    unknown name is reported as such rather than as the other method's flags it made "unrecognized"
+    (a ``UsageError`` is not one argparse catches: it reaches the CLI as it is)."""
+    def check(value):
+        require(value in allowed or not nonempty(value), f"unknown --method {value!r} (one of {', '.join(allowed)})")
+        return value
+    return check
+
+
+SEED_MAX = 2**32 - 1  # numpy's seeds
+
+
+def seed(value):
+    """``--seed``: an integer in 0..2³²−1, as numpy takes it (else its ValueError was an internal error)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if not 0 <= number <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be in 0..{SEED_MAX}, got {number}")
+    return number
+
+
+def positive_int(value):
+    """A count that must be at least 1 (``demo --epochs``)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {number}")
+    return number
 
 
 def peek(argv, flag):
@@ -53,15 +97,15 @@ def peek(argv, flag):
 
 def _common(p):
     g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="random seed: the same seed repeats the run "
+    g.add_argument("--seed", type=seed, default=argparse.SUPPRESS, help="random seed: the same seed repeats the run "
                                                                        "(default: 0)")
-    g.add_argument("--config", metavar="FILE.yaml", help="YAML file whose keys give any of these flags")
+    g.add_argument("--config", type=nonempty, metavar="FILE.yaml", help="YAML file whose keys give any of these flags")
     g.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     g.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log lines")
 
 
 def _out(p, what):
-    p.add_argument("--out", default=argparse.SUPPRESS, help=what)
+    p.add_argument("--out", type=nonempty, default=argparse.SUPPRESS, help=what)
     p.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS,
                    help="replace --out if it exists (the old one stays until the new one is complete)")
 
@@ -70,7 +114,7 @@ FROM_HELP = "a model directory, or your own model: a .keras or .h5 file or a Sav
 
 
 def _from(p, what=FROM_HELP, skip=()):
-    p.add_argument("--from", dest="from_dir", default=argparse.SUPPRESS, help=what)
+    p.add_argument("--from", dest="from_dir", type=nonempty, default=argparse.SUPPRESS, help=what)
     add_settings(p.add_argument_group("reference: its data, loss and metric"), Source, skip=skip)
 
 
@@ -94,7 +138,7 @@ def _evaluate_parser(sub):
 def _import_parser(sub):
     p = sub.add_parser("import", help="write a model directory from your own model file and data, evaluated once "
                                       "as the reference of later compressions (which then need no --data)")
-    p.add_argument("source", metavar="MODEL", help="a .keras or .h5 file or a SavedModel folder")
+    p.add_argument("source", type=nonempty, metavar="MODEL", help="a .keras or .h5 file or a SavedModel folder")
     _out(p, "model directory to write (e.g. models/mine)")
     add_settings(p.add_argument_group("its data, loss and metric"), Source)
     _common(p)
@@ -123,7 +167,8 @@ def _method_flags(p, method):
 def _compress_parser(sub, method):
     p = sub.add_parser("compress", help="compress a trained model with one method (or a sweep)")
     _from(p)
-    p.add_argument("--method", default=argparse.SUPPRESS, metavar="{" + ",".join([*REGISTRY, AUTO]) + "}",
+    p.add_argument("--method", type=method_name((*REGISTRY, AUTO)), default=argparse.SUPPRESS,
+                   metavar="{" + ",".join([*REGISTRY, AUTO]) + "}",
                    help=f"compression method, or {AUTO}: search them for the best within an error budget")
     _out(p, "model directory to write (a folder of them for sweeps; with auto, the search's folder)")
     _method_flags(p, method)
@@ -141,26 +186,29 @@ def _export_parser(sub):
 def _tune_parser(sub, method):
     p = sub.add_parser("tune", help="search hyperparameters with Keras Tuner")
     g = p.add_argument_group("search")
-    g.add_argument("--out", default=argparse.SUPPRESS, help="tuning directory (rerun the same command to resume)")
+    g.add_argument("--out", type=nonempty, default=argparse.SUPPRESS,
+                   help="tuning directory (rerun the same command to resume)")
     g.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS,
                    help="start the search afresh (the old one stays until the new one is complete)")
     g.add_argument("--search", choices=SEARCHES, default=argparse.SUPPRESS, help="Keras Tuner oracle (default: random)")
-    g.add_argument("--space", action="append", metavar="NAME=VALUES", default=argparse.SUPPRESS,
+    g.add_argument("--space", action="append", type=nonempty, metavar="NAME=VALUES", default=argparse.SUPPRESS,
                    help="a searched setting: lr=1e-4,1e-3 (choice), momentum=0.5:0.99 (range), "
                         "lr=1e-5:1e-1:log, epochs=2:8:2 (stepped), or a YAML file; repeat the flag")
-    g.add_argument("--objective", default=argparse.SUPPRESS,
+    g.add_argument("--objective", type=nonempty, default=argparse.SUPPRESS,
                    help="what to minimise: val_loss, val_error, test_error, max_error, mae "
                         "(default: val_error for classes, max_error (ε) for regression)")
     g.add_argument("--max-trials", type=int, default=argparse.SUPPRESS,
                    help="trials of random/bayesian searches (grid: the whole grid) (default: 10)")
-    g.add_argument("--chief", metavar="HOST:PORT", default=argparse.SUPPRESS,
+    g.add_argument("--chief", type=nonempty, metavar="HOST:PORT", default=argparse.SUPPRESS,
                    help="serve the search to workers at this address; exits when done")
-    g.add_argument("--worker", metavar="HOST:PORT", default=argparse.SUPPRESS, help="run trials for the chief there")
-    g.add_argument("--tuner-id", default=argparse.SUPPRESS,
+    g.add_argument("--worker", type=nonempty, metavar="HOST:PORT", default=argparse.SUPPRESS,
+                   help="run trials for the chief there")
+    g.add_argument("--tuner-id", type=nonempty, default=argparse.SUPPRESS,
                    help="a worker's name (default: worker-PID); reuse it to resume a killed worker")
     c = p.add_argument_group("compression search (instead of training)")
-    c.add_argument("--from", dest="from_dir", default=argparse.SUPPRESS, help=FROM_HELP + " to compress")
-    c.add_argument("--method", default=argparse.SUPPRESS, metavar="{" + ",".join(REGISTRY) + "}",
+    c.add_argument("--from", dest="from_dir", type=nonempty, default=argparse.SUPPRESS, help=FROM_HELP + " to compress")
+    c.add_argument("--method", type=method_name(tuple(REGISTRY)), default=argparse.SUPPRESS,
+                   metavar="{" + ",".join(REGISTRY) + "}",
                    help="compression method whose settings --space searches (its flags fix the others)")
     if method and method != AUTO:
         add_settings(p.add_argument_group("reference: its data, loss and metric"), Source)
@@ -173,17 +221,20 @@ def _tune_parser(sub, method):
 
 def _report_parser(sub):
     p = sub.add_parser("report", help="one table and error-vs-size figures over model, sweep and tuning folders")
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="model directories, sweep folders or tuning folders")
+    p.add_argument("dirs", nargs="+", type=nonempty, metavar="DIR",
+                   help="model directories, sweep folders or tuning folders")
     _out(p, "folder for report.md, report.csv and the figures")
     _common(p)
 
 
 def _demo_parser(sub):
     p = sub.add_parser("demo", help="train, compress and export LeNet-300-100 on the bundled MNIST sample")
-    p.add_argument("--out", default=argparse.SUPPRESS, help="folder for the demo's model directories "
+    p.add_argument("--out", type=nonempty, default=argparse.SUPPRESS, help="folder for the demo's model directories "
                                                             "(default: models/demo)")
-    p.add_argument("--exported", default=argparse.SUPPRESS, help="folder for the exported files (default: exported/demo)")
-    p.add_argument("--epochs", type=int, default=argparse.SUPPRESS, help="epochs of reference training (default: 30)")
+    p.add_argument("--exported", type=nonempty, default=argparse.SUPPRESS,
+                   help="folder for the exported files (default: exported/demo)")
+    p.add_argument("--epochs", type=positive_int, default=argparse.SUPPRESS,
+                   help="epochs of reference training (default: 30)")
     _common(p)
 
 

@@ -20,7 +20,8 @@ DATA_HELP = "mnist-sample, mnist, keys:DIST:N, keys-file:PATH or PATH.npz"
 
 
 def parse_hidden(text):
-    """``"300,100"`` -> ``(300, 100)``; ``""`` or ``"none"`` -> ``()`` (no hidden layer)."""
+    """``"300,100"`` -> ``(300, 100)``; ``"none"`` -> ``()`` (no hidden layer). An empty text never gets
+    here from a flag or a config: :func:`~kcompress.core.settings.refuse_blank` refuses it first."""
     if text is None:
         return None
     if isinstance(text, (list, tuple)):

@@ -46,6 +46,7 @@ def convert(field, value):
         return None
     kind, flag = base_type(field.type), flag_name(field.name)
     parse = field.metadata.get("parse")
+    refuse_blank(field.name, value)  # before a parser reads "" as "none" (--hidden) or "unset" (--mu-list)
     try:
         if parse:
             return parse(value)
@@ -53,11 +54,24 @@ def convert(field, value):
             return _to_bool(value)
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
+        if kind in (int, float) and isinstance(value, bool):  # a config's `epochs: yes` is no count
+            raise TypeError
+        if kind is str and isinstance(value, (dict, list, tuple)):  # str() would make a name of it
+            raise TypeError
         return kind(value) if kind in (int, float, str) else value
     except UsageError:
         raise
     except (TypeError, ValueError):
         raise UsageError(f"{flag} {value!r}: expected {getattr(kind, '__name__', 'a value')}") from None
+
+
+def refuse_blank(name, value):
+    """Exit 2 when setting ``name`` is given an empty text (or a list holding one): ``--layers ""``
+    from an unset shell variable or ``layers: ""`` in a config would otherwise read as "unset" and
+    run with the default; leaving the flag out is how to ask for the default."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    require(not any(isinstance(v, str) and not v.strip() for v in items),
+            f"{flag_name(name)}: empty value (leave the flag out for its default)")
 
 
 def _to_bool(value):
@@ -114,6 +128,7 @@ class Settings:
         """Check every field (choices, then :meth:`check`); returns ``self``."""
         for f in self.options():
             value, choices = getattr(self, f.name), f.metadata.get("choices")
+            refuse_blank(f.name, value)
             if value is not None and choices and value not in choices:
                 raise UsageError(f"unknown {flag_name(f.name)} {value!r} (one of {', '.join(map(str, choices))})")
         self.check()
@@ -157,9 +172,11 @@ def float_list(flag):
     """A parser of a comma list of numbers for ``flag`` (a tuple of floats)."""
     def parse(value):
         try:
-            return tuple(float(v) for v in split_list(value))
-        except ValueError:
+            numbers = tuple(float(v) for v in split_list(value))
+        except (TypeError, ValueError):
             raise UsageError(f"{flag} {value!r}: expected comma-separated numbers") from None
+        require(numbers, f"{flag} {value!r}: expected comma-separated numbers")
+        return numbers
     return parse
 
 
@@ -174,7 +191,9 @@ def expand(cls, values):
     for name in cls.sweepable():
         if values.get(name) is None:
             continue
+        refuse_blank(name, values[name])
         items = split_list(values[name])
+        require(items, f"{flag_name(name)} {values[name]!r}: no value in the list")
         if len(items) > 1:
             axes[name] = items
         fixed[name] = items[0] if items else None

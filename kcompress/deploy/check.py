@@ -14,6 +14,7 @@ import numpy as np
 
 from kcompress.core.modeldir import check_out_dir, staged_dir, write_json
 from kcompress.core.objectives import predict, predicted_classes, primary_metric, scores
+from kcompress.core.source import Source
 from kcompress.errors import CheckFailed
 from kcompress.deploy.convert import gzip_size, to_onnx, to_tflite
 from kcompress.deploy.settings import ExportSettings
@@ -151,6 +152,7 @@ def export_and_check(from_dir, out, overwrite=False, seed=0, data=None, metric=N
     from kcompress.pipeline import load_reference
 
     s = ExportSettings.from_dict(options)
+    Source(data=data if isinstance(data, str) else None, metric=metric).validate()  # arrays need no check here
     check_out_dir(out, overwrite, sources=(from_dir,))
     ref = load_reference(from_dir, data, metric=metric)
     y_keras = predict(ref.model, ref.data.x_test)

@@ -14,6 +14,11 @@ from kcompress.errors import require
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("fixed", "step", "plateau")
+# What an epoch's logs hold (kcompress.core.objectives: the loss, accuracy and error % of a classifier, ε and
+# mae of a regression), on the validation split or the training one; Keras only warns, epoch after epoch,
+# when early stopping or a plateau schedule watches a name the logs lack, and never stops or decays.
+MONITORS = tuple(f"{split}{name}" for split in ("val_", "")
+                 for name in ("loss", "error", "accuracy", "max_error", "mae"))
 
 
 def batch_size(value):
@@ -40,7 +45,7 @@ class TrainConfig(Settings):
     step_size: int = option(10, "epochs between step decays", sweep=True)
     plateau_patience: int = option(5, "epochs without improvement before a plateau decay", sweep=True)
     patience: int = option(0, "early-stopping patience in epochs (0 = off)", sweep=True)
-    monitor: str = option("val_loss", "what early stopping and plateau decay watch")
+    monitor: str = option("val_loss", "what early stopping and plateau decay watch", choices=MONITORS)
     loss: str = option(None, "loss (unset: xent for classes, mse for regression); xent follows the output "
                              "(logits, softmax or one sigmoid unit); lse = log-sum-exp of |errors|, targets ε", choices=LOSSES, sweep=True)
     lse_temperature: float = option(1e-3, "temperature of the lse loss (in target units)", sweep=True)

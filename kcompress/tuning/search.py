@@ -40,6 +40,8 @@ def tune(out, space=None, search="random", objective=None, max_trials=10, overwr
         check_apart(Path(out), Path(from_dir))
     parsed = parse_space(space)
     source = {k: base.pop(k) for k in Source.names() if k in base} if method else {}
+    # bad --data/--loss/--metric text: exit 2 before the reference loads (arrays from Python: when it loads)
+    Source.from_dict({k: v for k, v in source.items() if isinstance(v, str)})
     runner = _runner(from_dir, method, base, seed, next(_corners(parsed)), source)
     check_names(parsed, runner.searchable, "with " + (f"--method {method}" if method else "training"))
     for values in _corners(parsed):

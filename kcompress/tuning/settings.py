@@ -8,8 +8,9 @@ budget — ``--max-error`` absolute, or the reference's validation error plus
 import re
 from dataclasses import dataclass
 
-from kcompress.core.settings import Settings, option, positive
+from kcompress.core.settings import Settings, option, positive, split_list
 from kcompress.errors import UsageError, require
+from kcompress.methods import REGISTRY
 
 OBJECTIVES = ("bits", "gzip-tflite", "latency", "params")
 AUTO_SEARCHES = ("bayesian", "random", "grid")
@@ -55,6 +56,12 @@ class AutoSettings(Settings):
         positive(self.max_error_increase, "--max-error-increase", allow_zero=True)
         positive(self.max_error, "--max-error", allow_zero=True)
         positive(self.max_trials, "--max-trials")
+        if self.methods is not None:  # the names, before the reference loads (chains are checked then)
+            stages = [stage for name in split_list(self.methods) for stage in str(name).split(">")]
+            unknown = [stage for stage in stages if stage not in REGISTRY]
+            require(stages, f"--methods {self.methods!r}: no method named")
+            require(not unknown, f"--methods {self.methods!r}: unknown --method {unknown[0]!r} "
+                                 f"(one of {', '.join(REGISTRY)})")
 
     @property
     def trials(self):

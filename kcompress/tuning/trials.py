@@ -18,7 +18,7 @@ from kcompress.core.objectives import predict, scores
 from kcompress.core.settings import flag_name
 from kcompress.errors import require
 from kcompress.methods import settings_class
-from kcompress.methods.base import finetune_config
+from kcompress.methods.base import finetune_config, target_layers
 from kcompress.training.config import TrainConfig
 from kcompress.training.loop import compile_model
 
@@ -164,8 +164,11 @@ class CompressTrial(ReferenceTrial):
         return self.cls.from_dict({**self.base, **values})
 
     def check(self, values):
-        """Exit 2 early for settings that cannot run."""
-        self.settings(values)
+        """Exit 2 early for settings that cannot run: the values, and ``--layers`` against the reference's
+        layers (a method checks them only when it runs: inside the search, with its folder made)."""
+        settings = self.settings(values)
+        if settings.layers:
+            target_layers(self.reference.model, settings.layers)
 
     def max_budget(self):
         """The most Hyperband gives a trial of the method's budget setting (epochs, μ steps, ...)."""

@@ -18,8 +18,9 @@ from kcompress.backend import keras
 from kcompress.errors import TrainingDiverged, UsageError
 
 
-class BadSetting(kt.errors.FatalError):
-    """A trial's settings are unusable: the search stops and the CLI exits with code 2."""
+class BadSetting(kt.errors.FatalError, UsageError):
+    """A trial's settings are unusable: the search stops (a Keras Tuner ``FatalError``) and the CLI exits
+    with code 2 (a ``UsageError``: as a ``FatalError`` alone it was reported as an internal error)."""
 
 
 class TrialImpossible(kt.errors.FailedTrialError):

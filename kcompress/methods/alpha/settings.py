@@ -24,6 +24,7 @@ SCHEDULES = (*STEPS, "list")
 # note 002: exp at 0.05, no early stop, up to 350 epochs per α, lr reset to 1e-3 per α and cut on plateau
 NOTE_002_RECIPE = ("--alpha-schedule exp --alpha-decay 0.05 --epochs-per-alpha 350 --alpha-lr-drops 0 --lr 1e-3 "
                    "--lr-schedule plateau --patience 0")
+MAX_ALPHAS = 1000  # α steps of one schedule: more is a typo in --alpha-decay, not a run anyone waits for
 TARGETS = ("labels", "teacher")
 CONV_BRANCHES = ("pooled", "full")
 BLEND_AT = ("preactivation", "output")
@@ -47,6 +48,8 @@ def alpha_schedule(kind="exp", decay=0.05, alpha_min=0.05, values=None):
             return alphas + [0.0]
         alphas.append(a)
         k += 1
+        require(k <= MAX_ALPHAS, f"--alpha-decay {decay} with --alpha-min {alpha_min} gives more than {MAX_ALPHAS} "
+                                 "α values (note 002's schedule has 59): raise --alpha-decay or --alpha-min")
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,17 @@ travel further than the reference's rate takes them: on LeNet-300-100, ``each:qu
 at 7.8 % test error with ``--lr 0.05`` and 6.3 % with ``--lr 0.1``
 (``bench/results/compress_lc_row3_batch.md``).
 """
+import math
 from dataclasses import dataclass
 
-from kcompress.core.settings import float_list, option, positive, split_list
+from kcompress.core.settings import float_list, option, positive, refuse_blank, split_list
 from kcompress.errors import require
 from kcompress.methods.base import MethodSettings
 from kcompress.methods.lc.schedule import Schedule
+
+
+FLOAT_DECADES = 308  # the largest float is 1.8e308
+MAX_MU_STEPS = 10_000  # the papers run 20-100; more is a typo, and its μ list alone would fill memory
 
 
 def _texts(value):
@@ -70,8 +75,9 @@ class LCSettings(MethodSettings):
     @classmethod
     def sweep_axes(cls, values):
         """``{name: [value, ...]}`` of the ``--sweep NAME=V1,V2`` entries in ``values``."""
-        axes = {}
-        for entry in _texts(values.get("sweep") or ()):
+        axes, given = {}, values.get("sweep")
+        refuse_blank("sweep", given)  # an empty one would read as no sweep at all
+        for entry in _texts(given if given is not None else ()):
             name, eq, items = str(entry).partition("=")
             name = name.strip().replace("-", "_")
             require(eq and name and split_list(items), f"--sweep {entry!r}: expected NAME=V1,V2,... "
@@ -109,7 +115,17 @@ class LCSettings(MethodSettings):
         """The μ schedule of ``--mu-list`` or ``--mu0/--mu-factor/--mu-steps``."""
         options = dict(l_epochs=self.l_epochs, lr_decay=self.lr_decay, multipliers=self.multipliers)
         if self.mu_list:
+            require(all(math.isfinite(m) and m > 0 for m in self.mu_list),
+                    f"--mu-list values must be finite and positive, got {', '.join(map(str, self.mu_list))}")
             return Schedule(self.mu_list, **options).validate()
         positive(self.mu0, "--mu0")
-        require(self.mu_factor >= 1, f"--mu-factor must be at least 1, got {self.mu_factor}")
+        require(int(self.mu_steps) <= MAX_MU_STEPS, f"--mu-steps {self.mu_steps}: at most {MAX_MU_STEPS} "
+                                                    "(each is an L-step of --l-epochs epochs)")
+        require(math.isfinite(self.mu_factor) and self.mu_factor >= 1,
+                f"--mu-factor must be a finite number >= 1, got {self.mu_factor}")
+        # the last μ, mu0·factor^(steps−1), must be a float (factor^k alone overflowed as an internal error)
+        power = max(int(self.mu_steps) - 1, 0) * math.log10(self.mu_factor)
+        require(max(power, power + math.log10(self.mu0)) < FLOAT_DECADES,
+                f"--mu-factor {self.mu_factor:g} over --mu-steps {self.mu_steps} takes μ past 1e{FLOAT_DECADES} "
+                "(no float holds it): lower --mu-factor or --mu-steps")
         return Schedule.geometric(self.mu0, self.mu_factor, self.mu_steps, **options).validate()

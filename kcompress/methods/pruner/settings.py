@@ -3,6 +3,7 @@ schedule and how the gates learn. The fine-tuning fields (``--epochs``, ``--lr``
 gate phase's network optimizer (its learning rate follows ``--gate-lr-schedule``) and the
 fine-tuning after the units are removed (``--epochs``, ``--lr-schedule``); ``--gamma`` and
 ``--step-size`` serve both schedules."""
+import math
 from dataclasses import dataclass
 
 from kcompress.core.settings import option, positive
@@ -112,7 +113,12 @@ class PrunerSettings(FinetuneSettings):
         require(0 < self.gate_epsilon < 0.5, f"--gate-epsilon must be in (0, 0.5), got {self.gate_epsilon}")
         require(0 < self.lr_drop_share <= 1, f"--lr-drop-share must be in (0, 1], got {self.lr_drop_share}")
         positive(self.slope_scale, "--slope-scale")
+        positive(self.stall_threshold, "--stall-threshold")
         positive(self.gate_init_spread, "--gate-init-spread", allow_zero=True)
-        require(self.lambda_factor >= 1, f"--lambda-factor must be >= 1, got {self.lambda_factor}")
-        require(self.lambda_max >= self.lambda_start, f"--lambda-max must be >= --lambda-start, got {self.lambda_max}")
-        require(self.mu in MU_RULES or self.mu > 0, f"--mu must be {' or '.join(MU_RULES)} or positive, got {self.mu}")
+        # λ and μ multiply the pruning loss: an infinite one makes the total loss inf or NaN at the first raise
+        require(math.isfinite(self.lambda_factor) and self.lambda_factor >= 1,
+                f"--lambda-factor must be a finite number >= 1, got {self.lambda_factor}")
+        require(math.isfinite(self.lambda_max) and self.lambda_max >= self.lambda_start,
+                f"--lambda-max must be finite and >= --lambda-start, got {self.lambda_max}")
+        require(self.mu in MU_RULES or (math.isfinite(self.mu) and self.mu > 0),
+                f"--mu must be {' or '.join(MU_RULES)} or a finite positive number, got {self.mu}")

@@ -1,18 +1,22 @@
 """The command line: parse flags, call :mod:`kcompress.api`, print, return an exit code.
 
-Exit codes: 0 success; 2 bad usage or bad input (one line, no traceback unless ``--debug``);
-1 internal failure (including a training run that diverged); 130 interrupted. Every subcommand
+Exit codes: 0 success; 2 bad usage or bad input (one line, no traceback unless ``--debug``), a full
+disk, a read-only or forbidden folder included; 1 internal failure (including a training run that
+diverged); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, handled like Ctrl-C). Every subcommand
 accepts ``--config FILE.yaml`` whose keys are flag names (``batch-size`` or ``batch_size``);
 flags given on the command line win over the file. Building the parser imports no TensorFlow:
 ``--help`` and usage errors answer at once.
 """
 import contextlib
+import errno
 import logging
 import os
+import signal
 import sys
+import threading
 
 from kcompress.cli.parsers import build_parser, peek
-from kcompress.errors import CheckFailed, TrainingDiverged, UsageError, require
+from kcompress.errors import CheckFailed, Terminated, TrainingDiverged, UsageError, require
 
 PROG = "kcompress"
 RUN_KEYS = ("command", "config", "debug", "verbose")
@@ -57,8 +61,33 @@ def dispatch(command, v):
 
     writes = command in ("train", "import", "compress", "export", "report") and v.get("out") and v.get("strategy") != "multiworker"
     writes = writes and v.get("method") != "auto"  # a search locks its own --out (not on a worker)
+    out = v.get("out")
     with out_lock(v["out"]) if writes else contextlib.nullcontext():
-        _call(command, v)
+        try:
+            _call(command, v)
+        except Exception as e:
+            reason = _system_refusal(e)
+            if reason is None:
+                raise
+            path = getattr(e, "filename", None)
+            if path:
+                raise UsageError(f"{path}: {reason}" + (f" (--out {out})" if out else "")) from e
+            raise UsageError(f"--out {out}: {reason}" if out else reason) from e
+
+
+# What the system refuses for the user's reasons: full disk or quota, read-only or forbidden folder.
+REFUSALS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _system_refusal(e):
+    """The reason (``No space left on device``) if ``e`` is the system refusing a file for one of the
+    :data:`REFUSALS`, else ``None``. TensorFlow's own file writes (a training checkpoint) raise its
+    ``OpError`` classes and h5py an ``OSError`` without errno: both carry the reason in their message."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return os.strerror(e.errno) if e.errno in REFUSALS else None
+    if isinstance(e, OSError) or type(e).__module__.startswith("tensorflow"):
+        return next((os.strerror(n) for n in REFUSALS if os.strerror(n) in str(e)), None)
+    return None
 
 
 def _call(command, v):
@@ -106,12 +135,73 @@ OUTCOMES = (
 )
 
 
+# Seconds between reminders while a SIGTERM has not yet stopped the command (see sigterm_as_interrupt).
+REMIND_SECONDS = 0.5
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Turn SIGTERM into :class:`~kcompress.errors.Terminated` (a ``KeyboardInterrupt``) in the main
+    thread for the block, so that ``kill PID`` cleans up like Ctrl-C: the lock, the staging folder and
+    every other ``finally`` run, and a training checkpoint stays for the rerun to resume from. Without
+    it SIGTERM ended the process on the spot, leaving the lock and the staging folder beside ``--out``.
+
+    Python runs the handler in the main thread between bytecodes, so a long TensorFlow call finishes
+    first (at most one ``fit`` call of up to 100 steps). Raised inside C code that calls Python, the
+    exception can be lost or turned into another error (in ~1 of 20 LC runs killed at random moments:
+    once the command ran on and exited 0, once it exited 1 on pybind11's ``RuntimeError``). Hence:
+    any error that leaves the block after a SIGTERM is the termination; after the first SIGTERM a
+    reminder goes to the main thread every :data:`REMIND_SECONDS`, and the handler raises again if the
+    first one was swallowed (no exception in flight) and stays quiet while one propagates (the cleanup
+    runs undisturbed); a command that still reaches its end exits 143 all the same. The previous
+    handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    left, reminder, raised = threading.Event(), [], []
+
+    def remind():
+        while not left.wait(REMIND_SECONDS):
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+
+    def terminate(signum, frame):
+        Terminated.requested = True
+        if not reminder:
+            reminder.append(threading.Thread(target=remind, name="kcompress-sigterm", daemon=True))
+            reminder[0].start()
+        if left.is_set() or (raised and sys.exc_info()[1] is not None):
+            return  # stopping already: let the cleanup run
+        raised.append(True)
+        raise Terminated()
+
+    Terminated.requested = False
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+        if Terminated.requested:
+            raise Terminated()  # the interrupt was swallowed and the command ran to its end
+    except Exception as e:
+        if Terminated.requested:
+            raise Terminated() from e
+        raise
+    finally:
+        left.set()
+        if reminder:
+            reminder[0].join()
+        Terminated.requested = False
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        dispatch(*parse(argv))
+        with sigterm_as_interrupt():
+            dispatch(*parse(argv))
         return 0
+    except Terminated:
+        print(f"{PROG}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

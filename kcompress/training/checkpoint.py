@@ -6,7 +6,9 @@ the same run: a first checkpoint after the first epoch (then one at an epoch's e
 checkpoint of another command instead of restoring it (restoring mixed two runs in one
 record, or crashed on other shapes), and the history and training seconds of the
 checkpointed epochs, saved beside the checkpoint so that :meth:`~IntervalBackupAndRestore.whole`
-returns the whole run's. The backup folder is removed when training ends.
+returns the whole run's. The backup folder is removed when training ends, and by
+:meth:`~IntervalBackupAndRestore.discard` when it fails; a kill (SIGKILL) or an interrupt (Ctrl-C,
+SIGTERM) keeps it for the rerun.
 """
 import hashlib
 import json
@@ -84,6 +86,11 @@ class IntervalBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def discard(self):
+        """Remove the backup folder: the run failed (a full disk, a bad step), and a rerun of a failed
+        command should start afresh rather than resume into the same failure."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def whole(self, history, seconds):

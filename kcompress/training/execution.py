@@ -5,6 +5,7 @@ its docstring); :func:`fit_with_fallback` runs ``model.fit`` on it and, when XLA
 step before any step ran, runs again without XLA. The path that ran lands in ``run.json``.
 """
 from kcompress.backend import tf
+from kcompress.errors import Terminated
 
 STEPS_PER_EXECUTION = 100
 # Layers whose training step XLA compiles into something far slower than the plain graph.
@@ -74,8 +75,8 @@ def fit_with_fallback(model, fit_args, execution):
     try:
         return model.fit(**fit_args)
     except XLA_FAILURES as error:
-        if int(model.optimizer.iterations.numpy()) != start:
-            raise
+        if int(model.optimizer.iterations.numpy()) != start or Terminated.requested:
+            raise  # a step ran (not a compile failure), or it is a SIGTERM's interrupt in TensorFlow's clothes
         message = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         reason = "; ".join(filter(None, [execution["reason"], f"no XLA: {message}"]))
         execution.update(jit_compile=False, reason=reason)

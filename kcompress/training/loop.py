@@ -13,7 +13,7 @@ import numpy as np
 
 from kcompress.backend import keras
 from kcompress.core.objectives import ErrorFromAccuracy, get_loss, keras_metrics
-from kcompress.errors import TrainingDiverged
+from kcompress.errors import Terminated, TrainingDiverged
 from kcompress.training.batches import training_input
 from kcompress.training.checkpoint import FitHistory, IntervalBackupAndRestore, fingerprint
 from kcompress.training.execution import choose_execution, fit_with_fallback
@@ -80,9 +80,11 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
     and the ``execution`` path that ran).
 
     ``penalties`` are :class:`~kcompress.training.penalty.PenaltyTerm` objects added to the loss;
-    ``backup_dir`` makes the run resumable after a kill (see :mod:`kcompress.training.checkpoint`: a
-    checkpoint after the first epoch, then at most every ``backup_interval`` seconds; the
-    history and seconds returned cover the whole run); a checkpoint whose fingerprint (weight
+    ``backup_dir`` makes the run resumable after a kill or an interrupt (see
+    :mod:`kcompress.training.checkpoint`: a checkpoint after the first epoch, then at most every
+    ``backup_interval`` seconds; the history and seconds returned cover the whole run; an exception
+    other than ``KeyboardInterrupt`` removes the folder, unless a SIGTERM is stopping the command, see
+    :class:`~kcompress.errors.Terminated`); a checkpoint whose fingerprint (weight
     shapes, ``cfg``, data, ``run_key``: the caller's other settings, e.g. the seed) differs is
     discarded with a notice and training starts afresh;
     ``compile=False`` keeps an optimizer that the caller compiled (e.g. to carry momentum
@@ -110,7 +112,12 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
         verbose=(1 if sys.stdout.isatty() else 2) if cfg.verbose is None else cfg.verbose,
     )
     start = time.perf_counter()
-    history = fit_with_fallback(trainee, fit_args, execution)
+    try:
+        history = fit_with_fallback(trainee, fit_args, execution)
+    except Exception:
+        if backup and not Terminated.requested:  # a failure leaves no checkpoint; a kill or an interrupt keeps it
+            backup.discard()
+        raise
     if guard.fired:
         raise TrainingDiverged(
             f"the loss became NaN/inf at epoch {len(history.epoch) + int(initial_epoch)}: lower --lr "

@@ -171,7 +171,7 @@ def report(paths, out, overwrite=False):
     from kcompress.reporting.summary import write_report
 
     with staged_dir(out, overwrite) as tmp:
-        return write_report(paths, tmp)
+        return write_report(paths, tmp, measure=evaluate)
 
 
 def tune(out, **settings):

@@ -21,6 +21,7 @@ from kcompress.core.modeldir import (
     RUN_FILE,
     check_out_dir,
     load_model,
+    model_file_digest,
     read_run,
     run_record,
     save_model,
@@ -155,7 +156,7 @@ def _true_to_the_weights(run, model, data, folder):
         return run
     print(f"kcompress: notice: {folder} holds other weights than its {RUN_FILE} was written for; "
           "its metrics are measured again", file=sys.stderr)
-    run = {k: v for k, v in run.items() if k not in ("tflite", "compression")}
+    run = {k: v for k, v in run.items() if k not in ("tflite", "compression", "root")}
     return {**run, "metrics": evaluate_model(model, data) if data is not None else None}
 
 
@@ -167,6 +168,7 @@ def finish(model, data, record, folder, title, plot=None, markers=()):
     record["metrics"] = evaluate_model(model, data, test_pred=test_pred)
     record["weights_sha1"] = weights_digest(model.get_weights())
     save_model(model, folder)
+    record["model_sha1"] = model_file_digest(folder)
     write_json(folder / RUN_FILE, record)
     history = record.get("history") or {}
     if history.get("loss"):
@@ -257,8 +259,10 @@ def compress_one(ref, settings, folder, seed=0, label=""):
     stats = compression_stats(result.model, ref.model)
     stats["total"].update(tflite_size(result.model))
     stats["total"].update({f"reference_{k}": v for k, v in ref.tflite_size().items()})
+    parent = str(ref.folder) if ref.folder else None
+    root = root_of(ref.run, parent, stats["total"])
     record = run_record("compress", {"method": settings.NAME, **settings.to_dict()}, seed=seed, label=label,
-                        parent=str(ref.folder) if ref.folder else None, data_spec=ref.data_spec,
+                        parent=parent, root=root, data_spec=ref.data_spec,
                         **{k: ref.run[k] for k in ("source", "objective") if ref.run.get(k)}, dataset=ref.data.describe(),
                         train=ref.train.to_dict(), reference_metrics=ref.run.get("metrics"), compression=stats,
                         history=result.history, method=result.record, compress_seconds=seconds)
@@ -266,6 +270,15 @@ def compress_one(ref, settings, folder, seed=0, label=""):
     print(f"\n[{settings.NAME} {label}] " + summary_line(record, ref.data))
     print(format_stats(stats))
     return record, result.model
+
+
+def root_of(parent_run, parent, total):
+    """The first reference of a chain of compressions (train → prune → cluster → LC): the parent's own
+    root, or the parent when it is a reference; adds ``root_bits_ratio`` (root's bits / these bits)
+    to ``total``, beside ``bits_ratio`` (the parent's bits / these bits)."""
+    root = parent_run.get("root") or {"path": parent, "bits": total["reference_bits"]}
+    total["root_bits_ratio"] = root["bits"] / total["bits"] if total["bits"] else float("inf")
+    return root
 
 
 def summary_line(record, data):

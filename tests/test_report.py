@@ -11,7 +11,7 @@ from kcompress.cli.main import main
 from kcompress.core.modeldir import MODEL_FILE
 
 REPORT_COLUMNS = ["model", "method", "setting", "metric", "train", "test", "params", "nonzeros", "distinct",
-                  "codebook", "bits_ratio", "tflite_gzip_bytes"]
+                  "codebook", "bits_ratio_vs_parent", "bits_ratio_vs_root", "tflite_gzip_bytes"]
 
 
 def read_csv(path):
@@ -61,7 +61,8 @@ def test_report_over_sweeps_and_a_learned_index(folders, reference_dir, tmp_path
                                ("prune", "index-p50")}
     assert [r["method"] for r in rows[:2]] == ["reference", "reference"]  # references first
     ref = by_setting[("reference", reference_dir.name)]
-    assert ref["bits_ratio"] == "1.0" and ref["params"] == "266610" and ref["tflite_gzip_bytes"]
+    assert ref["bits_ratio_vs_parent"] == ref["bits_ratio_vs_root"] == "1.0"
+    assert ref["params"] == "266610" and ref["tflite_gzip_bytes"]
     lc = keras.models.load_model(root / "lc" / "kappa0.01" / MODEL_FILE, compile=False, safe_mode=True)
     assert by_setting[("lc", "kappa0.01")]["nonzeros"] == str(sum(np.count_nonzero(w) for w in lc.get_weights()))
     assert {by_setting[("prune", "index-p50")]["metric"], by_setting[("reference", "index")]["metric"]} == {"ε"}

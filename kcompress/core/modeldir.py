@@ -6,6 +6,7 @@ plots. Outputs are built in a hidden sibling folder and renamed into place only 
 complete, so a failure or a kill never leaves a half-written directory under the real name.
 """
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -181,17 +182,45 @@ def _acquire(path, out):
             f.close()
             raise UsageError(f"--out {out} is being written by {holder} (lock {path}); "
                              "wait for it to finish or choose another --out") from None
+        except BaseException:
+            _drop_lock(f, path)
+            raise
         if path.exists() and os.path.samestat(os.fstat(f.fileno()), os.stat(path)):
             break
         f.close()  # the file was unlinked by its last holder between our open and flock
-    f.seek(0)
-    stale = f.read().strip()
-    if stale:
-        print(f"kcompress: notice: taking over the lock {path} of {stale}, which is no longer running", file=sys.stderr)
-    f.truncate(0)
-    f.write(f"pid {os.getpid()} on {platform.node()}: {' '.join(sys.argv)}\n")
-    f.flush()
+    try:
+        f.seek(0)
+        stale = f.read().strip()
+        if stale:
+            print(f"kcompress: notice: taking over the lock {path} of {stale}, which is no longer running", file=sys.stderr)
+        f.truncate(0)
+        f.write(f"pid {os.getpid()} on {platform.node()}: {' '.join(sys.argv)}\n")
+        f.flush()
+    except BaseException:  # Ctrl-C or SIGTERM while taking it: leave no lock file behind
+        _drop_lock(f, path)
+        raise
     return f
+
+
+def _drop_lock(f, path):
+    """Remove the lock file ``path`` if no other process holds it (we may have just created it), then
+    close ``f``: an interrupt while taking a lock leaves no ``.NAME.lock`` behind."""
+    import fcntl
+
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if path.exists() and os.path.samestat(os.fstat(f.fileno()), os.stat(path)):
+            path.unlink()
+    except OSError:
+        pass
+    f.close()
+
+
+def model_file_digest(folder):
+    """SHA-1 of the bytes of ``folder``'s model file (None if it has none): a ``run.json`` records it, so
+    that a model file replaced afterwards is noticed without loading it."""
+    path = Path(folder) / MODEL_FILE
+    return hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def save_model(model, folder):

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from kcompress.core.modeldir import RUN_FILE
+from kcompress.core.modeldir import RUN_FILE, model_file_digest
 from kcompress.errors import UsageError, require
 
 SHARED = ("shared", "sparse+shared")  # the encodings of core.stats that store a codebook
@@ -97,14 +97,33 @@ def row(record, folder):
     total = compression.get("total", {})
     name, train_key, test_key = metric_keys(metrics)
     distinct, codebook = kernel_counts(compression)
+    is_reference = record.get("kind") in ("train", "import")
     return {"model": str(folder), "method": (record.get("settings") or {}).get("method", "reference"),
             "series": series(record), "setting": record.get("label") or Path(folder).name,
             "data": (record.get("data_spec") or {}).get("data"), "metric": name,
             "train": metrics.get(train_key), "test": metrics.get(test_key), "params": total.get("params"),
             "nonzeros": total.get("nonzeros"), "distinct": distinct, "codebook": codebook,
-            "bits_ratio": total.get("bits_ratio", 1.0 if record.get("kind") == "train" else None),
+            "bits_ratio": total.get("bits_ratio", 1.0 if is_reference else None),
+            "root_bits_ratio": total.get("root_bits_ratio", 1.0 if is_reference else _from_a_root(record, total)),
             "tflite_gzip_bytes": total.get("tflite_gzip_bytes"), "parent": record.get("parent"),
-            "reference": _reference(record)}
+            "reference": _reference(record), "stale": _stale(record, folder)}
+
+
+def _from_a_root(record, total):
+    """The bits ratio of a record written before roots were recorded, if its parent is a reference
+    (the ratio against its parent is then the one against the root), else None."""
+    parent = Path(record.get("parent") or "")
+    try:
+        kind = json.loads((parent / RUN_FILE).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return total.get("bits_ratio") if kind in ("train", "import") else None
+
+
+def _stale(record, folder):
+    """Whether ``folder``'s model file was replaced after its record was written (its metrics then
+    describe other weights)."""
+    return record.get("model_sha1") not in (None, model_file_digest(folder))
 
 
 def _reference(record):
@@ -118,7 +137,14 @@ def _reference(record):
             "data": (record.get("data_spec") or {}).get("data"), "metric": name,
             "train": ref_metrics.get(train_key), "test": ref_metrics.get(test_key),
             "params": total.get("reference_params"), "nonzeros": total.get("reference_nonzeros"), "bits_ratio": 1.0,
+            "root_bits_ratio": _root_ratio(record, total.get("reference_bits")),
             "tflite_gzip_bytes": total.get("reference_tflite_gzip_bytes")}
+
+
+def _root_ratio(record, bits):
+    """The root reference's bits over ``bits`` (None for a record from before roots were recorded)."""
+    root = record.get("root") or {}
+    return root["bits"] / bits if root.get("bits") and bits else None
 
 
 def collect(paths):

@@ -14,6 +14,7 @@ from kcompress.reporting.plots import plt, save_figure
 
 X_AXES = {
     "bits_ratio": ("compression ratio (reference bits / compressed bits)", "%g×"),
+    "root_bits_ratio": ("compression ratio (root reference bits / compressed bits)", "%g×"),
     "nonzeros": ("parameters kept (non-zero weights)", "%g"),
     "codebook": ("codebook size (most distinct values in a quantized kernel)", "%g"),
 }

@@ -10,22 +10,30 @@ over two or more settings (``--sparsity 0.5,0.9 --clusters 4,16``) also gets
 ratio per value of the last) and draws one line per value of the last setting.
 """
 import re
+import sys
 from pathlib import Path
 
-from kcompress.reporting.collect import collect, row, sweep_points
+from kcompress.reporting.collect import collect, metric_keys, row, sweep_points
 from kcompress.reporting.figures import error_vs
 from kcompress.reporting.tables import write_table
 
 SIZE_COLUMNS = [("params",), ("nonzeros",), ("distinct",), ("codebook",), ("bits_ratio", "bits_ratio", "{:.2f}"),
                 ("tflite_gzip_bytes",)]
+# bits ratio of each row against its parent (the model it was compressed from) and against the root
+# reference of its chain (train → prune → cluster → LC: the trained model)
 REPORT_COLUMNS = [("model",), ("method",), ("setting",), ("metric",), ("train", "train", "{:.3f}"),
-                  ("test", "test", "{:.3f}"), *SIZE_COLUMNS]
-FIGURES = (("bits_ratio", "error_vs_ratio"), ("nonzeros", "error_vs_params"), ("codebook", "error_vs_codebook"))
+                  ("test", "test", "{:.3f}"), ("params",), ("nonzeros",), ("distinct",), ("codebook",),
+                  ("bits_ratio", "bits_ratio_vs_parent", "{:.2f}"), ("root_bits_ratio", "bits_ratio_vs_root", "{:.2f}"),
+                  ("tflite_gzip_bytes",)]
+FIGURES = (("root_bits_ratio", "error_vs_ratio"), ("nonzeros", "error_vs_params"), ("codebook", "error_vs_codebook"))
+MEASURED_AGAIN = ("params", "nonzeros", "distinct", "codebook", "bits_ratio", "root_bits_ratio", "tflite_gzip_bytes")
 
 
-def write_report(paths, folder):
-    """Table and figures over the model directories in ``paths`` into ``folder``; returns the rows."""
-    rows = collect(paths)
+def write_report(paths, folder, measure):
+    """Table and figures over the model directories in ``paths`` into ``folder``; returns the rows.
+    A model whose file was replaced after its record was written gets its metrics from
+    ``measure(folder)`` (its size columns, which describe the old weights, are left empty)."""
+    rows = [_measured_again(r, measure) if r.get("stale") else r for r in collect(paths)]
     md = write_table(Path(folder) / "report", rows, REPORT_COLUMNS, title="kcompress report")
     groups = {}
     for r in rows:
@@ -42,6 +50,14 @@ def write_report(paths, folder):
                          title=f"{data}: {metric} vs {name.removeprefix('error_vs_')}")
     print(md)
     return rows
+
+
+def _measured_again(r, measure):
+    print(f"kcompress: notice: {r['model']}'s model file was replaced after its record was written: "
+          "its metrics are measured again, its sizes left out", file=sys.stderr)
+    metrics = measure(r["model"])
+    _, train_key, test_key = metric_keys(metrics)
+    return {**r, **dict.fromkeys(MEASURED_AGAIN), "train": metrics.get(train_key), "test": metrics.get(test_key)}
 
 
 def slug(text):

@@ -72,6 +72,19 @@ def test_config_file_gives_flags_and_rejects_unknown_keys(capsys, tmp_path):
     _fails_cleanly(capsys, ["train", "--out", "x", "--config", str(conf)], "unknown setting(s) epoch")
 
 
+@pytest.mark.parametrize("line, needle", [
+    ("seed: -1", "--seed: must be in 0..4294967295"), ("seed: ''", "--seed: expected an integer"),
+    ("seed: true", "--seed: expected one value"), ("method: [prune, lc]", "--method: expected one value"),
+    ("out: {a: 1}", "--out: expected one value"), ("overwrite: 3", "--overwrite: expected true or false"),
+    ("method: 42", "unknown --method '42'"),
+])
+def test_config_values_of_flags_outside_the_settings_are_checked_like_flags(capsys, tmp_path, line, needle):
+    conf = tmp_path / "c.yaml"
+    conf.write_text(line + "\n")
+    _fails_cleanly(capsys, ["compress", "--from", "m", "--out", str(tmp_path / "o"), "--config", str(conf)], needle,
+                   out=tmp_path / "o")
+
+
 def test_console_entry_point_exits_2_on_bad_input(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "--epochs", "-3", "--out", str(tmp_path / "m")],
                           capture_output=True, text=True, cwd=ROOT)

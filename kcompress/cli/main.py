@@ -27,15 +27,42 @@ def parse(argv):
     then the command line on top."""
     conf = _read_config(peek(argv, "--config")) if peek(argv, "--config") else {}
     method = peek(argv, "--method") or conf.get("method")
+    require(not isinstance(method, (list, dict, bool)), f"--config {peek(argv, '--config')}: --method: expected one "
+                                                        f"value, got {method!r}")
+    method = None if method is None else str(method)
     parser = build_parser(method)
     args = parser.parse_args(argv)
     given_values = {k: v for k, v in vars(args).items() if k not in RUN_KEYS}
     known = {a.dest for a in parser.commands[args.command]._actions} - set(RUN_KEYS)
     unknown = sorted(set(conf) - known)
     require(not unknown, f"--config {args.config}: unknown setting(s) {', '.join(unknown)} for {args.command}")
+    actions = {a.dest: a for a in parser.commands[args.command]._actions}
+    conf = {k: _checked(actions[k], v, args.config) for k, v in conf.items()}
     if args.verbose:
         os.environ["KCOMPRESS_VERBOSE"] = "1"
     return args.command, {**conf, **given_values}
+
+
+def _checked(action, value, path):
+    """A ``--config`` value of a flag that is not a settings field (``seed``, ``out``, ``method``...: those are
+    checked by their settings class) put through the flag's own type and choices, as on the command line."""
+    import argparse
+
+    flag = action.option_strings[0] if action.option_strings else action.dest
+    if action.nargs == 0:
+        require(isinstance(value, bool), f"--config {path}: {flag}: expected true or false, got {value!r}")
+        return value
+    if action.type is None and not action.choices:
+        return value
+    require(not isinstance(value, (list, dict, bool)) and value is not None,
+            f"--config {path}: {flag}: expected one value, got {value!r}")
+    try:
+        value = action.type(str(value)) if action.type else str(value)
+    except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
+        raise UsageError(f"--config {path}: {flag}: {e}") from None
+    if action.choices and value not in action.choices:
+        raise UsageError(f"--config {path}: {flag}: {value!r} is not one of {', '.join(map(str, action.choices))}")
+    return value
 
 
 def _read_config(path):

@@ -60,7 +60,8 @@ class AutoSettings(Settings):
             stages = [stage for name in split_list(self.methods) for stage in str(name).split(">")]
             unknown = [stage for stage in stages if stage not in REGISTRY]
             require(stages, f"--methods {self.methods!r}: no method named")
-            require(not unknown, f"--methods {self.methods!r}: unknown --method {unknown[0]!r} "
+            if unknown:
+                raise UsageError(f"--methods {self.methods!r}: unknown --method {unknown[0]!r} "
                                  f"(one of {', '.join(REGISTRY)})")
 
     @property

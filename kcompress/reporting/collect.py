@@ -15,6 +15,7 @@ from kcompress.core.modeldir import RUN_FILE, model_file_digest
 from kcompress.errors import UsageError, require
 
 SHARED = ("shared", "sparse+shared")  # the encodings of core.stats that store a codebook
+REFERENCE_KINDS = ("train", "import")  # records of a model that is its own reference (the root of a chain)
 
 
 def model_dirs(paths):
@@ -97,7 +98,7 @@ def row(record, folder):
     total = compression.get("total", {})
     name, train_key, test_key = metric_keys(metrics)
     distinct, codebook = kernel_counts(compression)
-    is_reference = record.get("kind") in ("train", "import")
+    is_reference = record.get("kind") in REFERENCE_KINDS
     return {"model": str(folder), "method": (record.get("settings") or {}).get("method", "reference"),
             "series": series(record), "setting": record.get("label") or Path(folder).name,
             "data": (record.get("data_spec") or {}).get("data"), "metric": name,
@@ -117,7 +118,7 @@ def _from_a_root(record, total):
         kind = json.loads((parent / RUN_FILE).read_text()).get("kind")
     except (OSError, ValueError, AttributeError):
         return None
-    return total.get("bits_ratio") if kind in ("train", "import") else None
+    return total.get("bits_ratio") if kind in REFERENCE_KINDS else None
 
 
 def _stale(record, folder):

@@ -8,7 +8,7 @@ import pytest
 from kcompress.backend import keras
 from kcompress.core.channels import Channels
 from kcompress.core.data import Dataset
-from kcompress.core.surgery import rebuild
+from kcompress.core.surgery import output_layers, rebuild
 from kcompress.errors import UsageError
 from kcompress.methods import get_method, settings_class
 from kcompress.methods.base import Reference
@@ -215,12 +215,24 @@ def test_alpha_schedule_runs_on_the_residual_cnn(images):
                                                   epochs=1))
     result = get_method("alpha").run(_reference(residual_cnn(), images), settings)
     names = {l.name for l in result.model.layers}
-    assert set(result.record["branches"]) == {"stem", "b1_conv1", "b1_conv2", "head"}
+    assert set(result.record["branches"]) == {"stem", "b1_conv1", "b1_conv2"}  # the softmax head stays whole
+    assert "head" in names
     for layer in result.record["branches"]:
         assert layer not in names and {layer + "_narrow", layer + "_proj"} <= names
     assert not blend_layers(result.model) and "b1_add" in names
     assert result.model.output_shape == (None, 10)
     assert result.model.count_params() < residual_cnn().count_params()
+
+
+def test_output_layers_are_found_through_weightless_layers():
+    """The softmax head of the residual CNN makes the output directly; a linear Dense reached through an
+    Activation and a Dropout is found too, and the two heads of a two-output model are both found."""
+    assert output_layers(residual_cnn()) == {"head"}
+    x = keras.Input((4,))
+    h = keras.layers.Dense(6, name="hidden")(x)
+    a = keras.layers.Dropout(0.1)(keras.layers.Activation("sigmoid")(keras.layers.Dense(1, name="p")(h)))
+    model = keras.Model(x, [a, keras.layers.Dense(3, name="q")(h)])
+    assert output_layers(model) == {"p", "q"}
 
 
 def test_freezing_the_original_leaves_batch_norm_training():

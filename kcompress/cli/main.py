@@ -246,7 +246,7 @@ def run():
     """The ``kcompress`` console script: :func:`main`, then leave at once.
 
     Once TensorFlow is loaded, the interpreter's normal exit (module teardown, TensorFlow's
-    thread pools and static destructors) took 1.6 s after the last file was written (issue 13,
+    thread pools and static destructors) took 1.6 s after the last file was written (a
     LeNet-300-100 LC run); every file is closed by then, so the process flushes its streams
     and exits without it. ``main`` itself returns normally for in-process callers."""
     code = main()

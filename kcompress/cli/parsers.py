@@ -39,7 +39,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line and exit code 2."""
 
     def error(self, message):
-        raise UsageError(f"{self.prog.removeprefix(PROG + ' ')}: {message}")
+        sub = self.prog.removeprefix(PROG).strip()  # "compress", or "" for the top-level parser
+        raise UsageError(f"{sub}: {message}" if sub else message)
 
 
 def nonempty(value):

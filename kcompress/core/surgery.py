@@ -75,6 +75,20 @@ def outputs_of(node):
     return tf.nest.flatten(node.outputs)
 
 
+def output_layers(model):
+    """Names of the layers that make a model output, directly or through weightless one-input layers
+    (an activation, dropout, a reshape): their output width is the model's."""
+    found, stack = set(), [_node(t) for t in model.outputs]
+    while stack:
+        node = stack.pop()
+        inputs = node.keras_inputs
+        if node.layer.weights or len(inputs) != 1:
+            found.add(node.layer.name)
+        else:
+            stack.append(_node(inputs[0]))
+    return found
+
+
 def copy_layer(layer, weights=None, **config):
     """A new layer like ``layer`` with ``config`` changes; ``weights`` (default: the layer's own,
     when the config is unchanged) are set when the copy is first called via :func:`apply`."""

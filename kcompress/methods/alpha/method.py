@@ -17,8 +17,8 @@ optimizer defaults to Adam at 1e-3 (SGD with momentum at the reference's 0.05 di
 after α resets). At α = 0 the originals are removed and the last step trains the plain branch
 model that is saved. With a teacher target every epoch also logs the task metric on the true
 labels (``label_error`` %, see :class:`LabelScores`); the curves get one colour per α. By default
-layers with under 1 % of the Dense/Conv2D parameters keep their original form (see
-:func:`prunable_layers`).
+layers with under 1 % of the Dense/Conv2D parameters, and the layers that make the model's output,
+keep their original form (see :func:`prunable_layers`).
 """
 from dataclasses import replace
 
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from kcompress.backend import keras
 from kcompress.core.objectives import predict, primary_metric, scores
-from kcompress.core.surgery import Graph
+from kcompress.core.surgery import Graph, output_layers
 from kcompress.errors import require
 from kcompress.methods.alpha import blend
 from kcompress.methods.base import CompressionResult, finetune_config, target_layers
@@ -92,7 +92,10 @@ def prunable_layers(model, names=None):
     Conv2D layer holding at least ``MIN_SHARE`` of their parameters or of their multiply-adds.
     A branch of a layer that is tiny on both counts saves next to nothing but can cripple it (a
     rank-3 bottleneck before 10 logits), so those keep their original form unless named; a
-    first conv has few parameters but runs at every pixel, so it counts. A layer called more than
+    first conv has few parameters but runs at every pixel, so it counts. So do the layers that make
+    the model's output unless named: a rank-r bottleneck there confines the prediction to r
+    directions (a two-output regression's outputs at rank 1 became collinear: mse 0.22 against the
+    reference's 8.3e-4, bench/results/your_model.md). A layer called more than
     once (shared) is refused when named and skipped with a notice otherwise. At least one is needed."""
     layers, calls = target_layers(model, names), Graph(model).calls
     for layer in layers:
@@ -109,6 +112,12 @@ def prunable_layers(model, names=None):
         params, macs = sum(blend.layer_params(l) for l in layers), sum(blend.layer_macs(l) for l in layers)
         layers = [l for l in layers
                   if blend.layer_params(l) >= MIN_SHARE * params or blend.layer_macs(l) >= MIN_SHARE * macs]
+        heads = output_layers(model)
+        for layer in layers:
+            if layer.name in heads:
+                print(f"[alpha] keeping {layer.name} whole: it makes the model's output (name it in --layers to "
+                      "give it a branch anyway)")
+        layers = [l for l in layers if l.name not in heads]
     require(layers, "no prunable layer (Dense or Conv2D) to give a branch; check --layers")
     return layers
 

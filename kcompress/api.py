@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from kcompress.core.modelspec import ModelSettings
-from kcompress.core.source import Source
+from kcompress.core.source import Source, check_inputs
 from kcompress.training.config import TrainConfig
 
 __all__ = ["Result", "load", "import_model", "train", "evaluate", "compress", "export", "report", "tune", "demo"]
@@ -86,6 +86,7 @@ def import_model(model, out, data, loss=None, metric=None, overwrite=False):
 
     >>> kcompress.import_model("my.keras", "models/mine", data="my.npz")"""
     Source(loss=loss, metric=metric).validate()
+    check_inputs(model, out, overwrite, data)
     from kcompress import pipeline
 
     return pipeline.import_model(model, out, data, loss=loss, metric=metric, overwrite=overwrite)
@@ -101,6 +102,7 @@ def train(out, seed=0, overwrite=False, strategy="none", **settings):
 
     >>> kcompress.train("models/ref", model="lenet300", data="mnist-sample", epochs=30)"""
     setup, cfg = _split(settings, ModelSettings, TrainConfig)  # bad settings: exit 2 before TensorFlow loads
+    check_inputs(out=None if strategy == "multiworker" else out, overwrite=overwrite, data=setup.data)
     from kcompress import pipeline
 
     return pipeline.train(out, setup, cfg, seed=seed, overwrite=overwrite, strategy=strategy)
@@ -112,6 +114,7 @@ def evaluate(model, data=None, loss=None, metric=None):
 
     >>> kcompress.evaluate("models/p95")["test_error"]"""
     Source(loss=loss, metric=metric).validate()
+    check_inputs(model, data=data)
     from kcompress.core.objectives import evaluate_model
     from kcompress.pipeline import load_reference
 
@@ -145,6 +148,7 @@ def compress(model, method, out=None, overwrite=False, seed=0, data=None, loss=N
     from kcompress.methods import settings_class
 
     runs = expand(settings_class(method), settings)  # bad settings: exit 2 before TensorFlow loads
+    check_inputs(model, out, overwrite, data)
     from kcompress import pipeline
 
     _, done = pipeline.compress(model, runs, out, overwrite=overwrite, seed=seed, data=data, loss=loss, metric=metric)
@@ -158,9 +162,10 @@ def export(model, out, overwrite=False, data=None, metric=None, **options):
     file against Keras; returns the report (``report["passed"]``). See :mod:`kcompress.deploy.check`.
 
     >>> kcompress.export("models/p95", "exported/p95", formats="tflite,onnx")["passed"]"""
-    from kcompress.deploy.check import export_and_check
+    check_inputs(model, out, overwrite, data)
+    from kcompress import pipeline
 
-    return export_and_check(model, out, overwrite=overwrite, data=data, metric=metric, **options)
+    return pipeline.export(model, out, overwrite=overwrite, data=data, metric=metric, **options)
 
 
 def report(paths, out, overwrite=False):

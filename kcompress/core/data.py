@@ -7,6 +7,7 @@ its position, divided by ``N - 1``, as target; ``y_scale`` turns a target differ
 into positions. An index must answer every key it holds, so its test split is the whole
 key set.
 """
+import contextlib
 import hashlib
 import os
 import sys
@@ -91,9 +92,7 @@ def load_dataset(spec="mnist-sample", val_split=0.0, seed=0, strict_keys=False):
     require(0.0 <= float(val_split) < 1.0, f"--val-split must be in [0, 1), got {val_split}")
     if isinstance(spec, dict):
         return _split_val(_arrays_dataset(ARRAYS, _checked_arrays(spec)), val_split, seed)
-    require(isinstance(spec, str), f"--data: expected a dataset spec or a dict of numpy arrays, got {type(spec).__name__}")
-    require(spec != ARRAYS, "--data: the model was made with numpy arrays given in Python, which were not saved; "
-                            "give the data again (data=... or --data PATH.npz)")
+    check_spec(spec)
     if spec == "mnist-sample":
         arrays = _read_npz(resources.files("kcompress") / "resources" / "mnist_sample.npz")
     elif spec == "mnist":
@@ -102,30 +101,53 @@ def load_dataset(spec="mnist-sample", val_split=0.0, seed=0, strict_keys=False):
         return _split_val(_keys_dataset(spec, generate_keys(*parse_keys_spec(spec))), val_split, seed)
     elif spec.startswith("keys-file:"):
         return _split_val(_keys_dataset(spec, read_keys_file(spec[len("keys-file:"):], strict_keys)), val_split, seed)
-    elif spec.endswith(".npz"):
-        arrays = _read_npz(spec)
     else:
-        raise UsageError(
-            f"unknown --data {spec!r}: use mnist-sample, mnist, keys:DIST:N, keys-file:PATH or a PATH.npz"
-        )
+        arrays = _read_npz(spec)
     return _split_val(_arrays_dataset(spec, arrays), val_split, seed)
 
 
+def check_spec(spec):
+    """Exit 2 for a ``--data`` spec that cannot load, from its name and, for a file, its header (no array is
+    read): cheap enough to run before TensorFlow loads."""
+    require(isinstance(spec, str), f"--data: expected a dataset spec or a dict of numpy arrays, got {type(spec).__name__}")
+    require(spec != ARRAYS, "--data: the model was made with numpy arrays given in Python, which were not saved; "
+                            "give the data again (data=... or --data PATH.npz)")
+    if spec.startswith("keys:"):
+        parse_keys_spec(spec)
+    elif spec.startswith("keys-file:"):
+        require(os.path.isfile(spec[len("keys-file:"):]), f"--data keys-file: file not found: {spec[len('keys-file:'):]}")
+    elif spec.endswith(".npz"):
+        with _npz(spec):
+            pass
+    else:
+        require(spec in ("mnist-sample", "mnist"),
+                f"unknown --data {spec!r}: use mnist-sample, mnist, keys:DIST:N, keys-file:PATH or a PATH.npz")
+
+
 def _read_npz(path):
+    with _npz(path) as z:
+        try:
+            return _used_arrays(str(path), {k: z[k] for k in z.files})
+        except Exception as e:  # a damaged member
+            raise UsageError(f"--data {path}: not a readable npz file ({e.__class__.__name__}: {e})") from None
+
+
+@contextlib.contextmanager
+def _npz(path):
+    """The open npz ``path``, its members checked (exit 2 if it is missing, not an npz or lacks an array)."""
     path = str(path)
     require(os.path.isfile(path), f"--data: file not found: {path}")
     with open(path, "rb") as f:
         require(f.read(4) == b"PK\x03\x04", f"--data {path}: not an npz file (an npz is a zip of .npy arrays, "
                                               "as numpy.savez writes it)")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in REQUIRED_ARRAYS if k not in z.files]
-            require(not missing, f"--data {path}: npz lacks array(s) {', '.join(missing)}")
-            return _used_arrays(path, {k: z[k] for k in z.files})
-    except UsageError:
-        raise
+        z = np.load(path, allow_pickle=False)
     except Exception as e:  # zip/format errors from numpy
         raise UsageError(f"--data {path}: not a readable npz file ({e.__class__.__name__}: {e})") from None
+    with z:
+        missing = [k for k in REQUIRED_ARRAYS if k not in z.files]
+        require(not missing, f"--data {path}: npz lacks array(s) {', '.join(missing)}")
+        yield z
 
 
 def _checked_arrays(arrays):

@@ -13,7 +13,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kcompress.core.modeldir import MODEL_FILE, RUN_FILE, is_model_dir
+from kcompress.core.modeldir import MODEL_FILE, RUN_FILE, check_out_dir, is_model_dir
 from kcompress.core.settings import Settings, option
 from kcompress.core.tasks import LOSSES, METRICS
 from kcompress.errors import UsageError, require
@@ -61,6 +61,24 @@ def model_kind(path):
         if f.read(8) == b"\x89HDF\r\n\x1a\n":
             return "h5"
     raise UsageError(f"--from {path}: not a Keras model file (.keras zip or .h5), a SavedModel folder or a model directory")
+
+
+def check_inputs(source=None, out=None, overwrite=False, data=None):
+    """Exit 2, before TensorFlow loads, for what paths and file headers already tell: a ``--from`` that is no
+    model (or a file model that would run code, or one given without ``data``), a ``data`` spec that cannot
+    load, an ``--out`` that exists or overlaps ``--from``."""
+    from kcompress.core.data import check_spec
+
+    if isinstance(source, (str, Path)):
+        kind = model_kind(source)
+        if kind != "dir":
+            check_safe(source, file_config(source, kind)[0])
+            require(data is not None, f"--from {source}: a bare model carries no data; give --data (mnist-sample, "
+                                      "keys:DIST:N, PATH.npz, ...)")
+    if isinstance(data, str):
+        check_spec(data)
+    if out is not None:
+        check_out_dir(out, overwrite, sources=(source,) if source is not None else ())
 
 
 def file_config(path, kind):

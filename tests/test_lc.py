@@ -191,9 +191,14 @@ def test_penalty_gradient_is_mu_times_w_minus_delta_minus_lambda_over_mu(referen
         np.testing.assert_allclose(g.numpy(), expected, rtol=1e-4, atol=1e-6)
 
 
-def test_short_lc_run_pulls_w_to_delta_and_ends_compressed(reference):
+def test_short_lc_run_pulls_w_to_delta_and_ends_compressed(reference, capsys):
     ref = small(reference)
-    lc = make_lc(ref, "all:prune-l0:kappa=0.05", [2e-3, 2e-2, 2e-1], l_epochs=1).run(progress=False)
+    lc = make_lc(ref, "all:prune-l0:kappa=0.05", [2e-3, 2e-2, 2e-1], l_epochs=1).run()
+    # stderr is no terminal here (as in a log file): one plain line per μ step, no bar
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("LC:")]
+    assert "\r" not in err and [line.split(",")[0] for line in lines] == ["LC: step 1/3", "LC: step 2/3", "LC: step 3/3"]
+    assert all("mu " in line and "error_Δ" in line for line in lines), lines
     distances = [s["distance"] for s in lc.steps]
     assert distances[2] < distances[1] < distances[0] < lc.dc["distance"]
     kernels = [ref.model.get_layer(n).kernel.numpy() for n in ("dense_1", "dense_2", "dense_3")]

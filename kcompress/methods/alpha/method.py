@@ -22,10 +22,9 @@ keep their original form (see :func:`prunable_layers`).
 """
 from dataclasses import replace
 
-from tqdm import tqdm
-
 from kcompress.backend import keras
 from kcompress.core.objectives import predict, primary_metric, scores
+from kcompress.core.progress import progress
 from kcompress.core.surgery import Graph, output_layers
 from kcompress.errors import require
 from kcompress.methods.alpha import blend
@@ -138,7 +137,7 @@ def run(reference, settings):
     model = blend.blend_model(reference.model, {n: b["rank"] for n, b in branches.items()},
                               before_activation=s.blend_at == "preactivation", pooled=pooled)
     parts, rows, markers = [], [], []
-    for alpha in tqdm(s.alphas(), desc="α schedule", unit="α"):
+    for alpha in progress(s.alphas(), "α schedule", "α"):
         if alpha == 0:
             model = blend.strip_model(reference.model, model)
         blend.set_alpha(model, alpha)

@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
-from tqdm import tqdm
 
 from kcompress.backend import tf
 from kcompress.core.objectives import score_name, scores
+from kcompress.core.progress import progress as progress_of
 from kcompress.core.stats import FLOAT_BITS
 from kcompress.core.surgery import clone
 from kcompress.methods.base import kernel_names
@@ -168,7 +168,7 @@ class LC:
         self.c_step(mus[0])
         self.dc = {"distance": self.distance(), **{k.replace("_delta", ""): v for k, v in self.scores().items()
                                                    if k.endswith("_delta")}}
-        bar = tqdm(enumerate(mus), total=len(mus), desc="LC", unit="μ-step", disable=not progress)
+        bar = progress_of(enumerate(mus), "LC", "μ-step", total=len(mus), enabled=progress, line_per="postfix")
         with ThreadPoolExecutor(1) as pool:
             scoring = None
             for step, mu in bar:
@@ -194,7 +194,7 @@ class LC:
         record, future = scoring
         record.update(future.result())
         m = self.scorer.metric
-        bar.set_postfix(mu=f"{record['mu']:.2e}", **{f"{m}_w": f"{record[f'test_{m}_w']:.2f}",
+        bar.set_postfix(step=f"{record['step'] + 1}/{len(self.schedule.mus)}", mu=f"{record['mu']:.2e}", **{f"{m}_w": f"{record[f'test_{m}_w']:.2f}",
                                                     f"{m}_Δ": f"{record[f'test_{m}_delta']:.2f}"},
                         dist=f"{record['distance']:.3g}")
 

@@ -38,12 +38,14 @@ from kcompress.core.objectives import (
     primary_metric,
     score_name,
 )
-from kcompress.core.source import check_safe, compiled_loss, compiled_optimizer, file_config, load_model_file, model_kind
+from kcompress.core.source import Source, check_safe, compiled_loss, compiled_optimizer, file_config, load_model_file, model_kind
 from kcompress.core.stats import compression_stats, format_stats, weights_digest
 from kcompress.core.surgery import clone
 from kcompress.core.zoo import build_model
 from kcompress.errors import require
+from kcompress.deploy.check import export_and_check
 from kcompress.deploy.convert import tflite_size
+from kcompress.deploy.settings import ExportSettings
 from kcompress.methods import get_method
 from kcompress.methods.base import Reference
 from kcompress.reporting import plots
@@ -226,6 +228,16 @@ def import_model(source, out, data, loss=None, metric=None, overwrite=False):
     print(f"imported {record['source']['path']} into {out}: " + ", ".join(
         f"{k} {v:.4g}" for k, v in record["metrics"].items() if isinstance(v, float)))
     return record
+
+
+# ---------------------------------------------------------------- export
+def export(source, out, overwrite=False, seed=0, data=None, metric=None, **options):
+    """Export the reference ``source`` (see :func:`load_reference`) to ``out`` and verify every file;
+    ``options`` are :class:`~kcompress.deploy.settings.ExportSettings` fields. Returns the report."""
+    s = ExportSettings.from_dict(options)
+    Source(data=data if isinstance(data, str) else None, metric=metric).validate()  # arrays need no check here
+    check_out_dir(out, overwrite, sources=(source,))
+    return export_and_check(load_reference(source, data, metric=metric), out, s, overwrite=overwrite, seed=seed)
 
 
 # ---------------------------------------------------------------- compression

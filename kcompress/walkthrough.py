@@ -11,7 +11,6 @@ from kcompress import pipeline
 from kcompress.core.modeldir import read_run
 from kcompress.core.modelspec import ModelSettings
 from kcompress.core.settings import expand
-from kcompress.deploy.check import export_and_check
 from kcompress.methods import settings_class
 from kcompress.reporting.tables import write_table
 from kcompress.training.config import TrainConfig
@@ -45,8 +44,8 @@ def run_demo(out="models/demo", exported="exported/demo", overwrite=True, epochs
         pipeline.compress(models["reference"], runs, out / label, overwrite=overwrite, seed=seed)
         models[label] = out / label
     print("\n== export and check every model (LiteRT and onnxruntime, full test set)")
-    reports = {label: export_and_check(path, exported / label, overwrite=overwrite, seed=seed,
-                                       formats=("tflite", "onnx"), tflite_modes=("float32", "int8"))
+    reports = {label: pipeline.export(path, exported / label, overwrite=overwrite, seed=seed,
+                                      formats=("tflite", "onnx"), tflite_modes=("float32", "int8"))
                for label, path in models.items()}
     table = write_table(out / "summary", summary_rows(models, reports), SUMMARY_COLUMNS)
     print("\n" + table)

@@ -16,13 +16,14 @@ def module_name(path):
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph():
-    """``{module: {imported kcompress modules}}``, module- and function-level imports alike."""
-    modules = {module_name(p): p for p in PKG.rglob("*.py")}
+def import_graph(extra=None):
+    """``{module: {imported kcompress modules}}``, module- and function-level imports alike; ``extra``: more
+    modules, ``{name: source}``, as if they were in the package."""
+    modules = {module_name(p): p.read_text() for p in PKG.rglob("*.py")} | (extra or {})
     graph = {}
-    for name, path in modules.items():
+    for name, source in modules.items():
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             elif isinstance(node, ast.Import):
@@ -38,12 +39,28 @@ def import_graph():
     return graph
 
 
+# The code map's layers, bottom to top (README, "Code map"): a module imports only from its own layer or
+# below. The package's __init__ re-exports the API lazily and is left out.
+LAYERS = (("kcompress.errors",), ("kcompress.backend", "kcompress.core"), ("kcompress.training",),
+          ("kcompress.reporting",), ("kcompress.deploy",), ("kcompress.methods",), ("kcompress.pipeline",),
+          ("kcompress.tuning",), ("kcompress.api", "kcompress.walkthrough"), ("kcompress.cli", "kcompress.__main__"))
+
+
+def layer_of(module):
+    """The index in :data:`LAYERS` of ``module`` (its longest matching prefix)."""
+    found = [(len(p), i) for i, prefixes in enumerate(LAYERS) for p in prefixes
+             if module == p or module.startswith(p + ".")]
+    assert found, f"{module} is in no layer of the code map"
+    return max(found)[1]
+
+
+def upward_imports(graph):
+    return sorted((m, t) for m, ts in graph.items() if m != "kcompress" for t in ts if layer_of(t) > layer_of(m))
+
+
 def test_no_import_cycle_and_no_upward_import():
     graph = import_graph()
-    front = {"kcompress.api", "kcompress.cli", "kcompress.cli.main", "kcompress.cli.parsers", "kcompress.cli.flags"}
-    upward = [(m, t) for m, ts in graph.items() for t in ts
-              if t in front and m not in front and m != "kcompress"]  # the package's lazy re-export of api
-    assert not upward
+    assert not upward_imports(graph)
     state = {}
 
     def visit(node, path):
@@ -57,6 +74,12 @@ def test_no_import_cycle_and_no_upward_import():
     for node in graph:
         if node not in state:
             visit(node, [node])
+
+
+def test_the_layer_test_catches_a_bad_import():
+    """A ``deploy`` module that imports the pipeline (one layer up) inside a function is caught."""
+    probe = {"kcompress.deploy.probe": "def f():\n    from kcompress.pipeline import load_reference\n"}
+    assert upward_imports(import_graph(probe)) == [("kcompress.deploy.probe", "kcompress.pipeline")]
 
 
 def test_small_top_level_and_small_modules():

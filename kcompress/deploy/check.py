@@ -12,12 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kcompress.core.modeldir import check_out_dir, staged_dir, write_json
+from kcompress.core.modeldir import staged_dir, write_json
 from kcompress.core.objectives import predict, predicted_classes, primary_metric, scores
-from kcompress.core.source import Source
 from kcompress.errors import CheckFailed
 from kcompress.deploy.convert import gzip_size, to_onnx, to_tflite
-from kcompress.deploy.settings import ExportSettings
 from kcompress.reporting.tables import table
 
 STRICT = ("tflite-float32", "onnx")  # exports that must reproduce Keras within tolerance
@@ -139,22 +137,13 @@ def exports(model, data, formats, tflite_modes, opset, seed=0):
     return out
 
 
-def export_and_check(from_dir, out, overwrite=False, seed=0, data=None, metric=None, **options):
-    """Export the model in ``from_dir`` (a model directory, file or object) to ``out`` and verify every
-    file; return the report.
-
-    ``options`` are :class:`~kcompress.deploy.settings.ExportSettings` fields; the check (and
-    int8 calibration) uses the data the model was made with unless ``data`` names another (a bare
-    model file needs it); ``metric`` names the headline metric.
+def export_and_check(ref, out, s, overwrite=False, seed=0):
+    """Export the model of ``ref`` (a :class:`~kcompress.methods.base.Reference`: model, data, folder and
+    record) to ``out`` as :class:`~kcompress.deploy.settings.ExportSettings` ``s`` say, and verify every
+    file on ``ref``'s test split (int8 calibration on its training split); return the report.
     Raises :class:`CheckFailed` (after writing the report) when a float export differs from
     Keras by more than ``tolerance``.
     """
-    from kcompress.pipeline import load_reference
-
-    s = ExportSettings.from_dict(options)
-    Source(data=data if isinstance(data, str) else None, metric=metric).validate()  # arrays need no check here
-    check_out_dir(out, overwrite, sources=(from_dir,))
-    ref = load_reference(from_dir, data, metric=metric)
     y_keras = predict(ref.model, ref.data.x_test)
     rows = []
     with staged_dir(out, overwrite) as tmp:

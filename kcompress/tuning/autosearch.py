@@ -54,6 +54,7 @@ def compress_auto(from_dir, out, overwrite=False, seed=0, **settings):
 def finish(out, report, front, runner, seed):
     """Re-evaluate the chosen model on the test split, export and check it, write the summary."""
     from kcompress.deploy.check import export_and_check
+    from kcompress.deploy.settings import ExportSettings
     from kcompress.pipeline import load_reference
 
     best = report["best"]
@@ -70,8 +71,8 @@ def finish(out, report, front, runner, seed):
         summary["test"] = {key: evaluate_model(model.model, model.data)[key],
                            "reference": (runner.reference.run.get("metrics") or {}).get(key)}
         try:
-            check = export_and_check(out / BEST_DIR, out / "exported", overwrite=True, seed=seed,
-                                     formats=("tflite", "onnx"), tflite_modes=("float32",))
+            settings = ExportSettings.from_dict({"formats": ("tflite", "onnx"), "tflite_modes": ("float32",)})
+            check = export_and_check(model, out / "exported", settings, overwrite=True, seed=seed)
         except CheckFailed as e:
             failure, check = e, read_run_report(out / "exported")
         summary["export"] = {"passed": check["passed"], "folder": str(out / "exported"),

@@ -1,4 +1,4 @@
-"""Benchmark of the LC method at real size: the six rows of issue 4, then one report over them.
+"""Benchmark of the LC method at real size: six LC settings, then one report over them.
 
 Each row is one ``kcompress compress --method lc`` into OUT/row<N> from the reference (default
 models/ref: LeNet-300-100, 30 epochs, seed 0, bundled MNIST sample); then ``kcompress report``

@@ -1,4 +1,4 @@
-"""Benchmark of the tfmot methods (issue 3): pruning, weight sharing and both, at real size.
+"""Benchmark of the tfmot methods: pruning, weight sharing and both, at real size.
 
 LeNet-300-100 reference ``models/ref`` (30 epochs, seed 0, bundled MNIST sample) with each
 method's default fine-tuning recipe, swept as the issue asks; then the same pruning and

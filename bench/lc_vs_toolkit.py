@@ -6,7 +6,7 @@ per-run lines to ``bench/results/lc_vs_toolkit.json`` / ``.md``. torch must be i
 ``--torch-python`` (``pip install -e .[bench]``).
 
     python bench/lc_vs_toolkit.py [--tasks prune5,prune1,quant2,quant4] [--reps 2]
-        [--peer /work/shared/peers/lc-toolkit] [--work /tmp/lc_vs_toolkit]
+        --peer PATH/TO/lc-toolkit (or $LC_TOOLKIT) [--work DIR]
 
 side_by_side.sh wants a python with a ``kcompress`` script beside it; two small wrapper
 scripts in ``WORK/bin`` put this checkout first on PYTHONPATH (a stale installed copy of the
@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +43,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", default="prune5,prune1,quant2,quant4")
     p.add_argument("--reps", type=int, default=2)
-    p.add_argument("--peer", default="/work/shared/peers/lc-toolkit")
+    p.add_argument("--peer", default=os.environ.get("LC_TOOLKIT"), required="LC_TOOLKIT" not in os.environ,
+                   help="the LC toolkit's folder (the one holding side_by_side.sh)")
     p.add_argument("--torch-python", default=sys.executable)
-    p.add_argument("--work", default="/tmp/lc_vs_toolkit")
+    p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "lc_vs_toolkit"))
     args = p.parse_args()
     work = Path(args.work)
     python = wrappers(work / "bin")

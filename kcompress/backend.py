@@ -9,7 +9,7 @@ pointing file descriptor 2 at /dev/null while TensorFlow loads and first lists i
 ``--verbose`` (``KCOMPRESS_VERBOSE=1``) shows them.
 
 XLA's compiled training steps persist between commands (:func:`_xla_cache`): the first ``fit``
-of LeNet-300-100 under XLA spends 1.7-3.8 s compiling (issue 13), which every later command
+of LeNet-300-100 under XLA spends 1.7-3.8 s compiling, which every later command
 on the same architecture and batch shape then skips.
 """
 import contextlib

@@ -1,4 +1,4 @@
-"""Faults (issue "Nothing lost"): a full disk or a read-only folder exits 2 with one line and leaves
+"""Faults: a full disk or a read-only folder exits 2 with one line and leaves
 nothing beside ``--out``; SIGTERM cleans up like Ctrl-C (exit 143); a run killed by SIGKILL or SIGTERM
 at a seeded random moment and run again ends with one complete record and nothing beside ``--out``.
 Right after a SIGTERM only a training run's checkpoint ``.NAME.backup/`` may stay beside ``--out``, as

@@ -1,4 +1,4 @@
-"""LC searches (issue 14, items 2 and 3): a μ grid with one fixed task, and the best trial's
+"""LC searches: a μ grid with one fixed task, and the best trial's
 ``best_command.txt`` and ``best.yaml`` repeating it exactly from anywhere."""
 import json
 import os

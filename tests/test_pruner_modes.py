@@ -1,4 +1,4 @@
-"""Pruner masks, issue 14: the product rejection term (note 003's), the λ rules, the gate phase's learning rate,
+"""Pruner masks: the product rejection term (note 003's), the λ rules, the gate phase's learning rate,
 training on the pruning loss alone, and sweeps of every sweepable setting from the command line."""
 import dataclasses
 import json

@@ -1,4 +1,4 @@
-"""Bad input and interrupted work (issue 12): data validation, resume, one writer per --out,
+"""Bad input and interrupted work: data validation, resume, one writer per --out,
 an interrupted ``tune --overwrite``, and input errors that used to be internal errors."""
 import json
 import os

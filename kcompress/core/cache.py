@@ -4,7 +4,7 @@ A measurement that is a pure function of its inputs (the float32 TFLite size of 
 of its architecture, its weights and the converter's version) is computed once and read back by
 later commands: a reference folder whose weights were replaced after its ``run.json`` was
 written (the LC toolkit's side-by-side run imports PyTorch weights that way) had its TFLite file
-converted again by every command, 0.6 s of a ~25 s LC command (issue 13).
+converted again by every command, 0.6 s of a ~25 s LC command.
 
 The folder is ``$KCOMPRESS_MEASUREMENT_CACHE`` (default ``~/.cache/kcompress/measurements``;
 empty: nothing kept), trimmed to :data:`LIMIT` bytes. A folder that cannot be read or written

@@ -2,7 +2,7 @@
 
 Given numpy arrays, ``fit`` copies them into tensors and builds an input pipeline on every call.
 LC calls ``fit`` once per μ step: on LeNet-300-100 and the 5k MNIST sample that cost 61 ms per
-call, 2.4 s of a 30 s LC run (40 steps, profiled, issue 13). :func:`training_input` keeps the
+call, 2.4 s of a 30 s LC run (40 steps, profiled). :func:`training_input` keeps the
 tensors of the last few splits and, per batch size, one pipeline over them whose shuffling seed is
 a variable assigned at every call (building the pipeline anew traced two functions: 26 ms of the
 70 ms that ``fit`` of an L-step spent around its 0.26 s of training; under a distribution strategy

@@ -23,7 +23,7 @@ def choose_execution(model, callbacks, steps_per_execution=None, jit_compile=Non
     """The execution path for training ``model`` with ``callbacks``: several steps per call
     and XLA unless told otherwise or impossible.
 
-    Per-epoch cost of LeNet-300-100 on the 5k MNIST sample, batch 256 (issue 13): plain fit
+    Per-epoch cost of LeNet-300-100 on the 5k MNIST sample, batch 256: plain fit
     134 ms, 20 steps per call 124 ms, + XLA 85 ms; batch 64: 439, 252, 185 ms. A call of
     100 steps (an epoch of 79 batches at batch 64; Keras ends a call at the epoch's end) cost
     103-106 ms per epoch against 113-117 ms for 20 (XLA, batch 64, alternated in one process). A callback

@@ -51,6 +51,7 @@ from kcompress.methods.base import Reference
 from kcompress.reporting import plots
 from kcompress.reporting.summary import write_sweep
 from kcompress.training.config import TrainConfig
+from kcompress.training.history import write_csv
 from kcompress.training.loop import fit
 
 
@@ -174,6 +175,7 @@ def finish(model, data, record, folder, title, plot=None, markers=()):
     write_json(folder / RUN_FILE, record)
     history = record.get("history") or {}
     if history.get("loss"):
+        write_csv(history, folder / "history.csv")
         plots.training_curves(history, folder / "training.png", title=title, markers=markers)
     if data.task == "classification":
         plots.confusion_matrix(data.y_test, test_pred.argmax(axis=-1), data.num_classes, folder / "confusion.png")

@@ -1,4 +1,5 @@
 """Training: the model directory it writes, loss/metric values, schedules, NaN, resumption."""
+import csv
 import json
 from dataclasses import replace
 
@@ -30,6 +31,9 @@ def test_train_writes_a_complete_model_directory_that_round_trips(reference_dir,
     assert run["settings"]["epochs"] == 2 and len(run["history"]["loss"]) == 2 and "val_error" in run["history"]
     assert run["versions"]["tf-keras"].startswith("2.21")
     assert (reference_dir / "training.png").stat().st_size > 0 and (reference_dir / "confusion.png").exists()
+    rows = list(csv.DictReader(open(reference_dir / "history.csv")))  # the same figures as run.json, per epoch
+    assert [int(r["epoch"]) for r in rows] == [0, 1] and "val_error" in rows[0]
+    assert [float(r["loss"]) for r in rows] == pytest.approx(run["history"]["loss"])
     reloaded = load_model(reference_dir)
     x = reference.data.x_test[:100]
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), reference.model.predict(x, verbose=0), atol=1e-6)

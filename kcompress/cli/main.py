@@ -19,7 +19,7 @@ from kcompress.cli.parsers import build_parser, peek
 from kcompress.errors import CheckFailed, Terminated, TrainingDiverged, UsageError, require
 
 PROG = "kcompress"
-RUN_KEYS = ("command", "config", "debug", "verbose")
+RUN_KEYS = ("command", "config", "debug", "verbose", "tensorboard")
 
 
 def parse(argv):
@@ -33,14 +33,14 @@ def parse(argv):
     parser = build_parser(method)
     args = parser.parse_args(argv)
     given_values = {k: v for k, v in vars(args).items() if k not in RUN_KEYS}
-    known = {a.dest for a in parser.commands[args.command]._actions} - set(RUN_KEYS)
+    known = {a.dest for a in parser.commands[args.command]._actions} - {"command", "config", "debug", "verbose"}
     unknown = sorted(set(conf) - known)
     require(not unknown, f"--config {args.config}: unknown setting(s) {', '.join(unknown)} for {args.command}")
     actions = {a.dest: a for a in parser.commands[args.command]._actions}
     conf = {k: _checked(actions[k], v, args.config) for k, v in conf.items()}
     if args.verbose:
         os.environ["KCOMPRESS_VERBOSE"] = "1"
-    return args.command, {**conf, **given_values}
+    return args.command, {**conf, **given_values, "tensorboard": args.tensorboard or conf.pop("tensorboard", None)}
 
 
 def _checked(action, value, path):
@@ -85,11 +85,12 @@ def dispatch(command, v):
     """Call the API function for ``command`` with the settings ``v``; a command that writes
     ``--out`` takes its lock first, so that a second writer exits at once, before TensorFlow loads."""
     from kcompress.core.modeldir import out_lock
+    from kcompress.training.tensorboard import logging_to
 
     writes = command in ("train", "import", "compress", "export", "report") and v.get("out") and v.get("strategy") != "multiworker"
     writes = writes and v.get("method") != "auto"  # a search locks its own --out (not on a worker)
     out = v.get("out")
-    with out_lock(v["out"]) if writes else contextlib.nullcontext():
+    with out_lock(v["out"]) if writes else contextlib.nullcontext(), logging_to(v.pop("tensorboard", None)):
         try:
             _call(command, v)
         except Exception as e:

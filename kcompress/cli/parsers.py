@@ -103,6 +103,9 @@ def _common(p):
     g.add_argument("--config", type=nonempty, metavar="FILE.yaml", help="YAML file whose keys give any of these flags")
     g.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     g.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log lines")
+    g.add_argument("--tensorboard", type=nonempty, metavar="DIR",
+                   help="also write every training epoch's figures (loss, metrics, a method's penalty and gate counts) "
+                        "as TensorBoard scalars into DIR, one step per epoch across all of the command's training")
 
 
 def _out(p, what):

@@ -14,6 +14,7 @@ import numpy as np
 from kcompress.backend import keras
 from kcompress.core.objectives import ErrorFromAccuracy, get_loss, keras_metrics
 from kcompress.errors import Terminated, TrainingDiverged
+from kcompress.training import tensorboard
 from kcompress.training.batches import training_input
 from kcompress.training.checkpoint import FitHistory, IntervalBackupAndRestore, fingerprint
 from kcompress.training.execution import choose_execution, fit_with_fallback
@@ -97,7 +98,8 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
     if compile or penalties:
         compile_model(trainee, data, cfg, optimizer=None if compile else model.optimizer)
     guard = _NaNGuard()
-    all_callbacks = [ErrorFromAccuracy(), guard, *schedule_callbacks(cfg, data.has_val), *callbacks]
+    all_callbacks = [ErrorFromAccuracy(), guard, *schedule_callbacks(cfg, data.has_val), *callbacks,
+                     *tensorboard.callbacks()]
     backup = None
     if backup_dir:
         backup = IntervalBackupAndRestore(backup_dir, backup_interval, fingerprint(model, data, cfg, initial_epoch, run_key))

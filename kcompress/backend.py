@@ -21,8 +21,9 @@ from kcompress.core import cache
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
-    """Send what C++ code writes to stderr to /dev/null for the block (unless verbose)."""
+def quiet_stderr():
+    """Send what C++ code writes to stderr to /dev/null for the block (unless verbose): TensorFlow's
+    start-up lines here, the TFLite converter's and LiteRT's notices in :mod:`kcompress.deploy`."""
     if os.environ.get("KCOMPRESS_VERBOSE") == "1":
         yield
         return
@@ -60,7 +61,7 @@ def _xla_cache():
 
 _xla_cache()
 
-with _quiet_stderr():
+with quiet_stderr():
     import tensorflow as tf
     import tf_keras as keras
 
@@ -68,7 +69,7 @@ with _quiet_stderr():
 
 tf.get_logger().setLevel("ERROR")
 
-__all__ = ["keras", "tf", "set_seed"]
+__all__ = ["keras", "tf", "set_seed", "quiet_stderr"]
 
 
 def set_seed(seed):

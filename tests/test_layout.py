@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,18 +110,25 @@ def test_help_shows_each_default_once():
 
 
 def test_tensorflow_start_up_lines_are_hidden_and_the_quick_exit_keeps_the_output(reference_dir, tmp_path):
-    """A command that loads TensorFlow prints only its own lines (``--verbose`` would show TF's);
-    the console script leaves with ``os._exit`` once done, after flushing every line and with
-    its exit code (0 here, 2 for a user's mistake after TensorFlow loaded)."""
+    """A command that loads TensorFlow prints only its own lines (``--verbose`` would show TF's; an
+    int8 export, the converter's and LiteRT's notices too); the console script leaves with ``os._exit``
+    once done, after flushing every line and with its exit code (0 here, 2 for a user's mistake found
+    after TensorFlow loaded)."""
     proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "evaluate", "--from", str(reference_dir)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "" and proc.stdout.startswith("evaluated ")
     assert "test_error" in proc.stdout and proc.stdout.endswith("\n")
-    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    export = subprocess.run([sys.executable, str(ROOT / "cli.py"), "export", "--from", str(reference_dir), "--out",
+                             str(tmp_path / "e"), "--formats", "tflite", "--tflite-modes", "int8"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert export.returncode == 0 and export.stderr == "", export.stderr
+    arrays = {k: np.zeros((4, 3), np.float32) for k in ("x_train", "x_test")}
+    np.savez(tmp_path / "narrow.npz", **arrays, y_train=np.arange(4) % 2, y_test=np.arange(4) % 2)
     bad = subprocess.run([sys.executable, str(ROOT / "cli.py"), "evaluate", "--from", str(reference_dir),
-                          "--data", str(tmp_path / "bad.npz")], capture_output=True, text=True, cwd=ROOT)
-    assert bad.returncode == 2 and bad.stderr.startswith("kcompress: error: ") and bad.stderr.endswith("\n")
+                          "--data", str(tmp_path / "narrow.npz")], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.startswith("kcompress: error: --data: samples of shape (3,)")
+    assert bad.stderr.endswith("\n")
 
 
 def test_every_method_declares_typed_settings():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kcompress.backend import quiet_stderr
 from kcompress.core.modeldir import staged_dir, write_json
 from kcompress.core.objectives import predict, predicted_classes, primary_metric, scores
 from kcompress.errors import CheckFailed
@@ -28,7 +29,8 @@ class TFLiteRunner:
     def __init__(self, blob):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interp = Interpreter(model_content=blob, num_threads=1)
+        with quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice
+            self.interp = Interpreter(model_content=blob, num_threads=1)
         self.inp = self.interp.get_input_details()[0]
         self.out = self.interp.get_output_details()[0]
         self.batch = None
@@ -36,7 +38,8 @@ class TFLiteRunner:
     def __call__(self, x):
         if self.batch != len(x):
             self.interp.resize_tensor_input(self.inp["index"], (len(x),) + tuple(x.shape[1:]))
-            self.interp.allocate_tensors()
+            with quiet_stderr():
+                self.interp.allocate_tensors()
             self.inp = self.interp.get_input_details()[0]
             self.out = self.interp.get_output_details()[0]
             self.batch = len(x)

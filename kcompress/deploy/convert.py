@@ -9,7 +9,7 @@ import gzip
 
 import numpy as np
 
-from kcompress.backend import tf
+from kcompress.backend import quiet_stderr, tf
 from kcompress.core.cache import remembered
 from kcompress.core.stats import weights_digest
 from kcompress.errors import require
@@ -39,7 +39,8 @@ def to_tflite(model, mode="float32", representative=None):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    return converter.convert()
+    with quiet_stderr():  # the converter's C++ notices ("fully_quantize: 0, inference_type: 6 ...")
+        return converter.convert()
 
 
 def to_onnx(model, opset=DEFAULT_OPSET):

@@ -162,7 +162,8 @@ def test_rejection_sweep_from_the_command_line_writes_two_models(reference_dir, 
 
     out = tmp_path / "sweep"
     argv = ["compress", "--from", str(reference_dir), "--method", "pruner", "--rejection", "sum,product",
-            "--keep-units", "dense_1=30,dense_2=10", "--max-epochs", "2", "--epochs", "1", "--out", str(out)]
+            "--keep-units", "dense_1=30,dense_2=10", "--max-epochs", "2", "--epochs", "1", "--batch-size", "1000",
+            "--out", str(out)]
     assert main(argv) == 0
     runs = [json.loads(p.read_text()) for p in sorted(out.glob("*/run.json"))]
     assert sorted(r["settings"]["rejection"] for r in runs) == ["product", "sum"]

@@ -64,6 +64,7 @@ ACCEPTED = {
     ("out", "42"): "--out names the folder to write: any text is a path",
     ("exported", "42"): "demo --exported names a folder to write, likewise",
     ("tuner_id", "42"): "--tuner-id is any name a worker goes by",
+    ("tensorboard", "42"): "--tensorboard names a folder to write the logs into, likewise",
 }
 
 

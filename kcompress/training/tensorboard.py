@@ -7,24 +7,24 @@ does, which needs the tensorboard package installed: viewing the logs needs it, 
 import contextlib
 import math
 
-_active = []  # [writer, epochs logged] of the innermost logging_to block
+_active = []  # [folder, writer, epochs logged] of the innermost logging_to block
 
 
 @contextlib.contextmanager
 def logging_to(folder):
-    """Log every epoch of the block's training runs into ``folder`` (None: nothing is logged)."""
+    """Log every epoch of the block's training runs into ``folder`` (None: nothing is logged). The folder is
+    made when the first epoch ends: a command refused before it trains leaves nothing."""
     if not folder:
         yield
         return
-    from kcompress.backend import tf
-
-    writer = tf.summary.create_file_writer(str(folder))
-    _active.append([writer, 0])
+    state = [str(folder), None, 0]
+    _active.append(state)
     try:
         yield
     finally:
         _active.pop()
-        writer.close()
+        if state[1] is not None:
+            state[1].close()
 
 
 def callbacks():
@@ -40,12 +40,14 @@ def callbacks():
 
     class EpochScalars(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            writer, step = state
+            if state[1] is None:
+                state[1] = tf.summary.create_file_writer(state[0])
+            _, writer, step = state
             with writer.as_default():
                 for name, value in (logs or {}).items():
                     if isinstance(value, (int, float)) and math.isfinite(value) or hasattr(value, "numpy"):
                         tf.summary.write(name, tf.constant(float(value)), step=step, metadata=scalar)
             writer.flush()
-            state[1] += 1
+            state[2] += 1
 
     return [EpochScalars()]

@@ -40,7 +40,8 @@ def parse(argv):
     conf = {k: _checked(actions[k], v, args.config) for k, v in conf.items()}
     if args.verbose:
         os.environ["KCOMPRESS_VERBOSE"] = "1"
-    return args.command, {**conf, **given_values, "tensorboard": args.tensorboard or conf.pop("tensorboard", None)}
+    tensorboard = args.tensorboard or conf.pop("tensorboard", None)  # a run option, not a setting: only when given
+    return args.command, {**conf, **given_values, **({"tensorboard": tensorboard} if tensorboard else {})}
 
 
 def _checked(action, value, path):

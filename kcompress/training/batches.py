@@ -1,20 +1,12 @@
 """The training split as fit's input: tensors converted once, batches reshuffled every epoch.
 
-Given numpy arrays, ``fit`` copies them into tensors and builds an input pipeline on every call.
-LC calls ``fit`` once per μ step: on LeNet-300-100 and the 5k MNIST sample that cost 61 ms per
-call, 2.4 s of a 30 s LC run (40 steps, profiled). :func:`training_input` keeps the
-tensors of the last few splits and, per batch size, one pipeline over them whose shuffling seed is
-a variable assigned at every call (building the pipeline anew traced two functions: 26 ms of the
-70 ms that ``fit`` of an L-step spent around its 0.26 s of training; under a distribution strategy
-each call still builds its own). The batches are those ``fit`` makes from arrays — the whole split
-reshuffled every epoch, the last batch partial, each batch gathered at once as Keras's own adapter
-does (a ``Dataset.shuffle`` of single examples cost 1.3x per epoch).
-
-The pipeline runs without tf.data's autotuning, one gather at a time, two batches ahead: with
-autotuning, every other ``fit`` waited ~0.25 s at its end for the tuner's thread (5 epochs of an
-LC L-step on LeNet-300-100, batch 256: 0.36 or 0.64 s per call, median 0.66 s over 10 calls;
-without it 0.32-0.39 s), and the per-epoch cost of ``bench/epoch_cost.py`` stayed the same
-(82 ms at batch 64, 58 ms at batch 256, against torch's 89 and 59 ms in the same run).
+Given numpy arrays, ``fit`` copies them into tensors and builds an input pipeline on every call, and
+LC calls ``fit`` once per μ step. :func:`training_input` keeps the tensors of the last few splits and,
+per batch size, one pipeline whose shuffling seed is a variable set at every call (under a distribution
+strategy each call builds its own). The batches are those ``fit`` makes from arrays: the whole split
+reshuffled every epoch, the last batch partial, each batch gathered at once. The pipeline runs without
+tf.data's autotuning, whose thread made every other ``fit`` wait at its end. The measurements behind
+these choices: bench/results/README.md, "Training input".
 """
 from collections import OrderedDict
 

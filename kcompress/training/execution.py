@@ -8,12 +8,9 @@ from kcompress.backend import tf
 from kcompress.errors import Terminated
 
 STEPS_PER_EXECUTION = 100
-# Layers whose training step XLA compiles into something far slower than the plain graph.
-# tfmot's clustering wrappers (the sparse gradient of their centroid gather, thousands of repeated
-# indices per centroid, makes the optimizer's sparse update slow under XLA): fine-tuning
-# LeNet-300-100 with 16 clusters on the 5k MNIST sample took 14 s per epoch under XLA against
-# 0.73 s without (batch 64, 20 steps per call); tfmot's pruning wrappers are not affected
-# (0.17 s per epoch either way).
+# Layers whose training step XLA compiles into something far slower than the plain graph: tfmot's
+# clustering wrappers (the sparse gradient of their centroid gather; ~20x slower per epoch, see
+# bench/results/README.md, "Execution paths").
 XLA_SLOW_LAYERS = ("ClusterWeights", "ClusterWeightsRNN", "ClusterWeightsMHA")
 XLA_FAILURES = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError,
                 tf.errors.NotFoundError)
@@ -23,12 +20,10 @@ def choose_execution(model, callbacks, steps_per_execution=None, jit_compile=Non
     """The execution path for training ``model`` with ``callbacks``: several steps per call
     and XLA unless told otherwise or impossible.
 
-    Per-epoch cost of LeNet-300-100 on the 5k MNIST sample, batch 256: plain fit
-    134 ms, 20 steps per call 124 ms, + XLA 85 ms; batch 64: 439, 252, 185 ms. A call of
-    100 steps (an epoch of 79 batches at batch 64; Keras ends a call at the epoch's end) cost
-    103-106 ms per epoch against 113-117 ms for 20 (XLA, batch 64, alternated in one process). A callback
-    with per-batch hooks (tfmot's UpdatePruningStep, a batch-wise schedule) would see the
-    batches only in groups, so it keeps one step per call; a model with more than one
+    Together they cut an epoch of LeNet-300-100 by 37 % (batch 256) to 58 % (batch 64); see
+    bench/results/README.md, "Execution paths". A callback with per-batch hooks (tfmot's
+    UpdatePruningStep, a batch-wise schedule) would see the batches only in groups, so it
+    keeps one step per call; a model with more than one
     replica keeps the plain graph (XLA across replicas is untested here), and so does a model
     with a layer of :data:`XLA_SLOW_LAYERS`.
     """

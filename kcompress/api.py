@@ -179,11 +179,20 @@ def report(paths, out, overwrite=False):
         return write_report(paths, tmp, measure=evaluate)
 
 
-def tune(out, **settings):
-    """Hyperparameter search with Keras Tuner; see :mod:`kcompress.tuning.search`."""
+def tune(out, overwrite=False, from_dir=None, method=None, seed=0, **settings):
+    """Hyperparameter search with Keras Tuner into ``out``; see :mod:`kcompress.tuning.search`.
+
+    ``settings``: :class:`~kcompress.tuning.settings.TuneSettings` fields (space, search, objective,
+    max_trials, ...) and the fixed settings of every trial (``train``'s, or with ``from_dir`` and ``method``
+    the method's and the reference's data, loss and metric).
+
+    >>> kcompress.tune("models/tune", model="lenet300", search="grid", space=["lr=1e-3,1e-2"], epochs=2)"""
+    from kcompress.tuning.settings import TuneSettings
+
+    search = TuneSettings.from_dict({k: settings.pop(k) for k in TuneSettings.names() if k in settings})
     from kcompress.tuning.search import tune as run_search
 
-    return run_search(out, **settings)
+    return run_search(out, search, overwrite=overwrite, from_dir=from_dir, method=method, seed=seed, **settings)
 
 
 def demo(out="models/demo", exported="exported/demo", overwrite=True, **settings):

@@ -7,6 +7,7 @@ after Ctrl-C (README: an interrupted training run resumes); the lock and the sta
 The kill tests run the real CLI as a subprocess (``python -m kcompress.cli.main``: there is no
 ``python -m kcompress``) and rerun the same command in-process, which saves a TensorFlow import per
 case; together they take about a minute on 2 cores, so their parameter lists stay short."""
+import csv
 import errno
 import json
 import os
@@ -245,4 +246,53 @@ def test_killed_lc_compression_reruns_whole_and_leaves_nothing_beside_out(tmp_pa
         assert _beside(root) == []  # no lock, no partial folder, not the parent it made
     assert main(args) == 0
     assert set(_history_lengths(out).values()) == {MU_STEPS * L_EPOCHS}
+    assert _beside(root) == ["a/m"]
+
+
+def _staging(root):
+    return lambda: (root / "a").is_dir() and any(n.startswith(".m.partial-") for n in os.listdir(root / "a"))
+
+
+def _first_trial(root):
+    return lambda: (root / "a" / "m" / "trial_0").is_dir()
+
+
+def _trials_once(out):
+    """Each trial of the search's report once, every one completed."""
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    ids = [r.get("trial") or r.get("trial_id") for r in rows]
+    return len(ids) == len(set(ids)) and all(r.get("status", "COMPLETED").upper() == "COMPLETED" for r in rows), rows
+
+
+# (what, its arguments after --out, the moment, signal, seed of the delay, how long after the moment at most)
+OTHER_KILLS = {
+    "export": (lambda ref: ["export", "--from", str(ref), "--tflite-modes", "float32,int8"], _staging, signal.SIGTERM,
+               3, 1.5),
+    "tune": (lambda ref: ["tune", "--hidden", "16", "--epochs", "1", "--search", "grid", "--space", "lr=0.01,0.1",
+                          "--space", "batch_size=128,256"], _first_trial, signal.SIGKILL, 4, 2.0),
+    "auto": (lambda ref: ["compress", "--from", str(ref), "--method", "auto", "--search", "grid", "--methods", "prune",
+                          "--space", "prune.epochs=1", "--space", "prune.sparsity=0.5,0.7,0.9",
+                          "--max-error-increase", "50"], _first_trial, signal.SIGTERM, 5, 2.0),
+}
+
+
+@pytest.mark.parametrize("what", list(OTHER_KILLS))
+def test_killed_export_tune_and_auto_rerun_whole_and_leave_nothing_beside_out(tmp_path, capsys, reference, what):
+    make, moment, sig, seed, spread = OTHER_KILLS[what]
+    root, logs = tmp_path / "w", tmp_path / "logs"
+    root.mkdir(), logs.mkdir()
+    out = root / "a" / "m"
+    args = make(reference) + ["--out", str(out)]
+    code = _kill_at(_start(args, logs), sig, moment(root), random.Random(seed).uniform(0, spread), logs)
+    _check_signal_exit(code, sig, logs)
+    if sig == signal.SIGTERM and what == "export":
+        assert _beside(root) == []  # no lock, no partial folder, not the parent it made
+    assert main(args) == 0
+    if what == "export":
+        report = json.loads((out / "report.json").read_text())
+        assert report["passed"] and {f["variant"] for f in report["files"]} == {"tflite-float32", "tflite-int8", "onnx"}
+    else:
+        once, rows = _trials_once(out)
+        assert once and len(rows) == (4 if what == "tune" else 3), rows
     assert _beside(root) == ["a/m"]

@@ -191,9 +191,15 @@ def test_penalty_gradient_is_mu_times_w_minus_delta_minus_lambda_over_mu(referen
         np.testing.assert_allclose(g.numpy(), expected, rtol=1e-4, atol=1e-6)
 
 
-def test_short_lc_run_pulls_w_to_delta_and_ends_compressed(reference, capsys):
+def test_short_lc_run_pulls_w_to_delta_and_ends_compressed(reference, capsys, monkeypatch):
+    from kcompress.training.batches import training_input
+
     ref = small(reference)
-    lc = make_lc(ref, "all:prune-l0:kappa=0.05", [2e-3, 2e-2, 2e-1], l_epochs=1).run()
+    lc = make_lc(ref, "all:prune-l0:kappa=0.05", [2e-3, 2e-2, 2e-1], l_epochs=1)
+    # XLA pays off over the 3 L-steps' epochs together, not over one: the run decides, not each fit
+    per_epoch = training_input(ref.data, lc.cfg.batch_for(len(ref.data.x_train)))["steps_per_epoch"]
+    monkeypatch.setattr("kcompress.training.execution.XLA_MIN_STEPS", 2 * per_epoch + 1)
+    lc.run()
     # stderr is no terminal here (as in a log file): one plain line per μ step, no bar
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("LC:")]

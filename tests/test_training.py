@@ -113,12 +113,20 @@ def _tiny(data, seed=0):
 
 def test_default_path_runs_several_steps_per_call_under_xla_and_matches_the_plain_loop(small_mnist):
     cfg = TrainConfig(epochs=2, batch_size=64, verbose=0)
-    fast = fit(_tiny(small_mnist), small_mnist, cfg)
+    fast = fit(_tiny(small_mnist), small_mnist, cfg, planned_epochs=100)  # a run long enough to repay XLA
     plain = fit(_tiny(small_mnist), small_mnist, cfg, steps_per_execution=1, jit_compile=False)
     assert fast.execution == {"steps_per_execution": execution.STEPS_PER_EXECUTION, "jit_compile": True, "reason": ""}
     assert execution.STEPS_PER_EXECUTION > 1
     assert plain.execution["steps_per_execution"] == 1 and not plain.execution["jit_compile"]
     np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=1e-3)  # same batches, same steps
+
+
+def test_a_run_too_short_to_repay_compiling_keeps_the_plain_graph(small_mnist):
+    steps = int(np.ceil(len(small_mnist.x_train) / 64)) * 2
+    assert steps < execution.XLA_MIN_STEPS
+    short = fit(_tiny(small_mnist), small_mnist, TrainConfig(epochs=2, batch_size=64, verbose=0))
+    assert short.execution == {"steps_per_execution": execution.STEPS_PER_EXECUTION, "jit_compile": False,
+                               "reason": f"no XLA: {steps} steps do not repay compiling"}
 
 
 class _CountBatches(keras.callbacks.Callback):
@@ -145,7 +153,7 @@ def test_a_step_xla_cannot_compile_falls_back_and_says_why(small_mnist):
     assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
 
 
-def test_xla_steps_persist_in_the_cache_folder_which_is_trimmed_oldest_first(reference_dir, tmp_path):
+def test_xla_steps_persist_in_the_cache_folder_which_is_trimmed_oldest_first(small_mnist, tmp_path):
     """Training under XLA leaves compiled steps in $KCOMPRESS_XLA_CACHE (the suite's own folder,
     see conftest); ``trim`` keeps the most recently written files within the limit."""
     import os
@@ -154,7 +162,8 @@ def test_xla_steps_persist_in_the_cache_folder_which_is_trimmed_oldest_first(ref
 
     folder = os.environ["KCOMPRESS_XLA_CACHE"]
     assert f"--tf_xla_persistent_cache_directory={folder}" in os.environ["TF_XLA_FLAGS"]
-    assert any(name.endswith(".pb") for name in os.listdir(folder))  # reference_dir trained under XLA
+    fit(_tiny(small_mnist), small_mnist, TrainConfig(epochs=1, batch_size=64, verbose=0), jit_compile=True)
+    assert any(name.endswith(".pb") for name in os.listdir(folder))
     for i, size in enumerate((300, 200, 100)):
         (tmp_path / f"e{i}").write_bytes(b"x" * size)
         os.utime(tmp_path / f"e{i}", (1000 + i, 1000 + i))

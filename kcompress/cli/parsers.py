@@ -14,7 +14,7 @@ from kcompress.deploy.settings import ExportSettings
 from kcompress.methods import REGISTRY, settings_class
 from kcompress.methods.base import FinetuneSettings
 from kcompress.training.config import TrainConfig
-from kcompress.tuning.settings import AutoSettings
+from kcompress.tuning.settings import AutoSettings, TuneSettings, Workers
 
 AUTO = "auto"  # compress --method auto: a search over the registered methods, not one of them
 
@@ -29,7 +29,6 @@ EXAMPLES = """examples:
 Each subcommand has --help with its defaults (compress --method NAME --help: that method's).
 Exit codes: 0 ok, 2 bad input (a full disk or read-only --out too), 1 failure,
 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
-SEARCHES = ("grid", "random", "bayesian", "hyperband")
 AUTO_HELP = ("the smallest --objective within an error budget, by a Keras Tuner search over the methods and their "
              "declared settings (resumable; writes the Pareto front, exports and checks the chosen model)")
 STRATEGIES = ("none", "mirrored", "multiworker")
@@ -151,7 +150,8 @@ def _import_parser(sub):
 def _method_flags(p, method):
     """The flags of ``method``'s settings, or (no method yet) every method's own flags for ``--help``."""
     if method == AUTO:
-        add_settings(p.add_argument_group(f"--method {AUTO}: {AUTO_HELP}"), AutoSettings)
+        add_settings(p.add_argument_group(f"--method {AUTO}: {AUTO_HELP}"), AutoSettings, skip=Workers.names())
+        add_settings(p.add_argument_group("distributed search"), Workers)
         return
     if method:
         cls = settings_class(method)
@@ -165,7 +165,8 @@ def _method_flags(p, method):
         cls = settings_class(name)
         add_settings(p.add_argument_group(f"--method {name}: {cls.HELP}"), cls, skip=added)
         added |= set(cls.names())
-    add_settings(p.add_argument_group(f"--method {AUTO}: {AUTO_HELP}"), AutoSettings, skip=added)
+    add_settings(p.add_argument_group(f"--method {AUTO}: {AUTO_HELP}"), AutoSettings, skip={*added, *Workers.names()})
+    add_settings(p.add_argument_group(f"--method {AUTO}: distributed search"), Workers)
 
 
 def _compress_parser(sub, method):
@@ -194,21 +195,8 @@ def _tune_parser(sub, method):
                    help="tuning directory (rerun the same command to resume)")
     g.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS,
                    help="start the search afresh (the old one stays until the new one is complete)")
-    g.add_argument("--search", choices=SEARCHES, default=argparse.SUPPRESS, help="Keras Tuner oracle (default: random)")
-    g.add_argument("--space", action="append", type=nonempty, metavar="NAME=VALUES", default=argparse.SUPPRESS,
-                   help="a searched setting: lr=1e-4,1e-3 (choice), momentum=0.5:0.99 (range), "
-                        "lr=1e-5:1e-1:log, epochs=2:8:2 (stepped), or a YAML file; repeat the flag")
-    g.add_argument("--objective", type=nonempty, default=argparse.SUPPRESS,
-                   help="what to minimise: val_loss, val_error, test_error, max_error, mae "
-                        "(default: val_error for classes, max_error (ε) for regression)")
-    g.add_argument("--max-trials", type=int, default=argparse.SUPPRESS,
-                   help="trials of random/bayesian searches (grid: the whole grid) (default: 10)")
-    g.add_argument("--chief", type=nonempty, metavar="HOST:PORT", default=argparse.SUPPRESS,
-                   help="serve the search to workers at this address; exits when done")
-    g.add_argument("--worker", type=nonempty, metavar="HOST:PORT", default=argparse.SUPPRESS,
-                   help="run trials for the chief there")
-    g.add_argument("--tuner-id", type=nonempty, default=argparse.SUPPRESS,
-                   help="a worker's name (default: worker-PID); reuse it to resume a killed worker")
+    add_settings(g, TuneSettings, skip=Workers.names())
+    add_settings(p.add_argument_group("distributed search"), Workers)
     c = p.add_argument_group("compression search (instead of training)")
     c.add_argument("--from", dest="from_dir", type=nonempty, default=argparse.SUPPRESS, help=FROM_HELP + " to compress")
     c.add_argument("--method", type=method_name(tuple(REGISTRY)), default=argparse.SUPPRESS,

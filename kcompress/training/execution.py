@@ -8,6 +8,9 @@ from kcompress.backend import tf
 from kcompress.errors import Terminated
 
 STEPS_PER_EXECUTION = 100
+# Fewer training steps than this in a run do not repay compiling the step with XLA (1.7-3.8 s for
+# LeNet-300-100, which then saves 0.9-2 ms per step): such runs keep the plain graph.
+XLA_MIN_STEPS = 1000
 # Layers whose training step XLA compiles into something far slower than the plain graph: tfmot's
 # clustering wrappers (the sparse gradient of their centroid gather; ~20x slower per epoch, see
 # bench/results/README.md, "Execution paths").
@@ -16,9 +19,10 @@ XLA_FAILURES = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf
                 tf.errors.NotFoundError)
 
 
-def choose_execution(model, callbacks, steps_per_execution=None, jit_compile=None):
+def choose_execution(model, callbacks, steps_per_execution=None, jit_compile=None, planned_steps=None):
     """The execution path for training ``model`` with ``callbacks``: several steps per call
-    and XLA unless told otherwise or impossible.
+    and XLA unless told otherwise, impossible, or not worth it (``planned_steps``, the training
+    steps the run will take, under :data:`XLA_MIN_STEPS`).
 
     Together they cut an epoch of LeNet-300-100 by 37 % (batch 256) to 58 % (batch 64); see
     bench/results/README.md, "Execution paths". A callback with per-batch hooks (tfmot's
@@ -35,11 +39,14 @@ def choose_execution(model, callbacks, steps_per_execution=None, jit_compile=Non
             reasons.append(f"one step per call: per-batch callbacks {', '.join(hooks)}")
     if jit_compile is None:
         slow = sorted({type(l).__name__ for l in model._flatten_layers()} & set(XLA_SLOW_LAYERS))
-        jit_compile = model.distribute_strategy.num_replicas_in_sync == 1 and not slow
+        short = planned_steps is not None and planned_steps < XLA_MIN_STEPS
+        jit_compile = model.distribute_strategy.num_replicas_in_sync == 1 and not slow and not short
         if model.distribute_strategy.num_replicas_in_sync > 1:
             reasons.append("no XLA: several replicas")
         elif slow:
             reasons.append(f"no XLA: {', '.join(slow)} trains ~20x slower under XLA")
+        elif short:
+            reasons.append(f"no XLA: {planned_steps} steps do not repay compiling")
     return {"steps_per_execution": int(steps_per_execution), "jit_compile": bool(jit_compile),
             "reason": "; ".join(reasons)}
 

@@ -75,7 +75,7 @@ class _NaNGuard(keras.callbacks.Callback):
 
 
 def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=True, initial_epoch=0,
-        backup_interval=10.0, run_key=None, steps_per_execution=None, jit_compile=None):
+        backup_interval=10.0, run_key=None, steps_per_execution=None, jit_compile=None, planned_epochs=None):
     """Train ``model`` on ``data`` with ``cfg``; return the per-epoch history as a
     :class:`~kcompress.training.checkpoint.FitHistory` (a dict of lists, plus training ``seconds``
     and the ``execution`` path that ran).
@@ -91,7 +91,9 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
     ``compile=False`` keeps an optimizer that the caller compiled (e.g. to carry momentum
     across LC steps). Raises :class:`TrainingDiverged` if the loss becomes NaN/inf.
     ``steps_per_execution``/``jit_compile`` (None: automatic, see
-    :func:`~kcompress.training.execution.choose_execution`) pick the execution path.
+    :func:`~kcompress.training.execution.choose_execution`) pick the execution path; ``planned_epochs``
+    (default ``cfg.epochs``) are the epochs of the whole run when a caller trains the same model in several
+    ``fit`` calls (LC's L-steps), which decide whether compiling the step pays.
     """
     cfg.validate()
     trainee = PenalizedModel(model, penalties) if penalties else model
@@ -104,9 +106,11 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
     if backup_dir:
         backup = IntervalBackupAndRestore(backup_dir, backup_interval, fingerprint(model, data, cfg, initial_epoch, run_key))
         all_callbacks.append(backup)
-    execution = choose_execution(trainee, all_callbacks, steps_per_execution, jit_compile)
+    given = training_input(data, cfg.batch_for(len(data.x_train)))
+    planned = int(planned_epochs or cfg.epochs) * int(given["steps_per_epoch"])
+    execution = choose_execution(trainee, all_callbacks, steps_per_execution, jit_compile, planned)
     fit_args = dict(
-        **training_input(data, cfg.batch_for(len(data.x_train))),
+        **given,
         epochs=int(cfg.epochs) + int(initial_epoch),
         initial_epoch=int(initial_epoch),
         validation_data=(data.x_val, data.y_val) if data.has_val else None,

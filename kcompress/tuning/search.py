@@ -18,26 +18,23 @@ from kcompress.core.source import Source
 from kcompress.errors import require
 from kcompress.tuning.space import check_names, grid, grid_size, hyperparameters, parse_space
 
-SEARCHES = ("grid", "random", "bayesian", "hyperband")
 SEARCH_FILE = "search.json"
 IGNORED_ON_RESUME = ("chief", "worker", "tuner_id", "overwrite")
 
 
-def tune(out, space=None, search="random", objective=None, max_trials=10, overwrite=False, chief=None, worker=None,
-         tuner_id=None, from_dir=None, method=None, seed=0, **base):
-    """Run (or resume) a search; returns the report's summary (``None`` on a worker).
+def tune(out, settings, overwrite=False, from_dir=None, method=None, seed=0, **base):
+    """Run (or resume) the search of :class:`~kcompress.tuning.settings.TuneSettings` ``settings``; returns the
+    report's summary (``None`` on a worker).
 
     ``base`` holds the fixed settings of every trial: ``train``'s (model, data, epochs, ...) for a
     training search, the method's for a compression search (``from_dir`` and ``method``);
-    ``space`` lists ``NAME=VALUES`` strings (or YAML files) of the searched ones. ``overwrite`` runs
+    ``settings.space`` lists ``NAME=VALUES`` strings (or YAML files) of the searched ones. ``overwrite`` runs
     the new search beside an existing one, which it replaces only once complete (:func:`_work_dir`)."""
-    require(search in SEARCHES, f"unknown --search {search!r} (one of {', '.join(SEARCHES)})")
-    require(int(max_trials) > 0, f"--max-trials must be positive, got {max_trials}")
+    s = settings
     require(bool(from_dir) == bool(method), "--from and --method go together (a compression search)")
-    require(search != "bayesian" or _has("sklearn"),
-            "--search bayesian needs scikit-learn (pip install scikit-learn); use random, grid or hyperband")
     if from_dir:
         check_apart(Path(out), Path(from_dir))
+    space, search = s.space, s.search
     parsed = parse_space(space)
     source = {k: base.pop(k) for k in Source.names() if k in base} if method else {}
     # bad --data/--loss/--metric text: exit 2 before the reference loads (arrays from Python: when it loads)
@@ -48,13 +45,13 @@ def tune(out, space=None, search="random", objective=None, max_trials=10, overwr
         runner.check(values)
     if search == "grid":
         print(f"grid search: {grid_size(parsed)} trials", flush=True)
-    key = _objective(objective, runner)
+    key = _objective(s.objective, runner)
     out = Path(out)
-    settings = dict(space=list(space), search=search, objective=key, max_trials=max_trials,
+    recorded = dict(space=list(space), search=search, objective=key, max_trials=s.max_trials,
                     from_dir=str(from_dir) if from_dir else None, method=method, seed=seed, **source, **base)
     grid_values = grid(parsed) if search == "grid" else None
-    oracle = run_search(out, settings, hyperparameters(parsed), grid_values, runner, key, search, max_trials, seed,
-                        overwrite, chief, worker, tuner_id)
+    oracle = run_search(out, recorded, hyperparameters(parsed), grid_values, runner, key, search, s.max_trials, seed,
+                        overwrite, s.chief, s.worker, s.tuner_id)
     if oracle is None:
         return None
     from kcompress.tuning.report import write_report
@@ -81,12 +78,6 @@ def run_search(out, settings, hp, grid_values, runner, key, search, max_trials, 
             return None
         _replace(out, work)
     return tuner.oracle
-
-
-def _has(module):
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 def _runner(from_dir, method, base, seed, first, source):

@@ -1,10 +1,11 @@
-"""Settings of ``compress --method auto`` (no TensorFlow: the CLI builds ``--help`` from them).
+"""Settings of ``tune`` and of ``compress --method auto`` (no TensorFlow: the CLI builds ``--help`` from them).
 
 ``auto`` is not a registered method: it searches the registered ones (and their declared chains)
 with Keras Tuner for the smallest ``--objective`` whose validation error stays within the
 budget — ``--max-error`` absolute, or the reference's validation error plus
 ``--max-error-increase`` — see :mod:`kcompress.tuning.auto`.
 """
+import importlib.util
 import re
 from dataclasses import dataclass
 
@@ -13,7 +14,8 @@ from kcompress.errors import UsageError, require
 from kcompress.methods import REGISTRY
 
 OBJECTIVES = ("bits", "gzip-tflite", "latency", "params")
-AUTO_SEARCHES = ("bayesian", "random", "grid")
+SEARCHES = ("grid", "random", "bayesian", "hyperband")  # the Keras Tuner oracles of tune
+AUTO_SEARCHES = ("bayesian", "random", "grid")  # hyperband's brackets do not fit a budget of compressions
 UNITS = {"s": 1, "m": 60, "h": 3600}
 UNLIMITED = 999  # the trial limit under --time-budget alone (Keras Tuner pads trial ids to its width)
 
@@ -30,7 +32,34 @@ def parse_duration(value):
 
 
 @dataclass(frozen=True)
-class AutoSettings(Settings):
+class Workers(Settings):
+    """Where the trials of a search run: in this process, or spread over a chief and its workers."""
+
+    chief: str = option(None, "serve the search to workers at HOST:PORT; exits when done", metavar="HOST:PORT")
+    worker: str = option(None, "run trials for the chief at HOST:PORT", metavar="HOST:PORT")
+    tuner_id: str = option(None, "a worker's name (default: worker-PID); reuse it to resume a killed worker")
+
+
+@dataclass(frozen=True)
+class TuneSettings(Workers):
+    """The search of ``tune``: which settings vary, the oracle, what it minimises, how many trials."""
+
+    space: tuple = option((), "a searched setting: lr=1e-4,1e-3 (choice), momentum=0.5:0.99 (range), "
+                              "lr=1e-5:1e-1:log, epochs=2:8:2 (stepped), or a YAML file; repeat the flag",
+                          metavar="NAME=VALUES")
+    search: str = option("random", "Keras Tuner oracle", choices=SEARCHES)
+    objective: str = option(None, "what to minimise: val_loss, val_error, test_error, max_error, mae (unset: "
+                                  "val_error for classes, max_error (ε) for regression)")
+    max_trials: int = option(10, "trials of random/bayesian searches (grid: the whole grid)")
+
+    def check(self):
+        positive(self.max_trials, "--max-trials")
+        require(self.search != "bayesian" or importlib.util.find_spec("sklearn") is not None,
+                "--search bayesian needs scikit-learn (pip install scikit-learn); use random, grid or hyperband")
+
+
+@dataclass(frozen=True)
+class AutoSettings(Workers):
     """What the auto search minimises, within which error budget, and for how long."""
 
     objective: str = option("bits", "what to minimise: storage bits, gzip'd float32 TFLite bytes, onnxruntime "
@@ -48,9 +77,6 @@ class AutoSettings(Settings):
     max_trials: int = option(None, "trials to run (unset: 20, or unlimited with --time-budget)")
     time_budget: float = option(None, "start no trial once the finished trials took this long, e.g. 30m or 2h",
                                 parse=parse_duration, metavar="DURATION")
-    chief: str = option(None, "serve the search to workers at HOST:PORT; exits when done", metavar="HOST:PORT")
-    worker: str = option(None, "run trials for the chief at HOST:PORT", metavar="HOST:PORT")
-    tuner_id: str = option(None, "a worker's name (default: worker-PID); reuse it to resume a killed worker")
 
     def check(self):
         positive(self.max_error_increase, "--max-error-increase", allow_zero=True)

@@ -144,7 +144,8 @@ def run(reference, settings):
         blend.freeze_original(model, s.freeze_original)
         markers.append((sum(len(p["loss"]) for p in parts) + 0.5, f"α={alpha:.3g}"))
         callbacks = [StopAfterLrDrops(s.alpha_lr_drops)] + ([LabelScores(reference.data)] if teacher else [])
-        h = fit(model, data, cfg if alpha == 0 else step_cfg, callbacks=callbacks)
+        h = fit(model, data, cfg if alpha == 0 else step_cfg, callbacks=callbacks,
+                planned_epochs=cfg.epochs if alpha == 0 else s.epochs_per_alpha * (len(s.alphas()) - 1))
         parts.append({**h, "alpha": [float(alpha)] * len(h["loss"])})
         rows.append(alpha_row(alpha, h, model, reference.data))
     blend.freeze_original(model, False)

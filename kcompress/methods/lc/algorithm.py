@@ -134,7 +134,7 @@ class LC:
         self.set_penalty(step, mu)
         epochs = int(self.schedule.l_epochs)
         history = training.fit(self.trainee, self.data, replace(self.cfg, epochs=epochs), compile=False,
-                               initial_epoch=step * epochs)
+                               initial_epoch=step * epochs, planned_epochs=epochs * len(self.schedule.mus))
         self.history = merge_histories(self.history, history)
         self.execution = history.execution
         return {k: v[-1] for k, v in history.items()}

@@ -42,7 +42,7 @@ from kcompress.deploy.settings import ExportSettings
 from kcompress.errors import UsageError
 from kcompress.methods import REGISTRY, settings_class
 from kcompress.training.config import TrainConfig
-from kcompress.tuning.settings import AutoSettings
+from kcompress.tuning.settings import AutoSettings, TuneSettings, Workers
 
 TASK = "all:prune-l0:kappa=0.05"
 # What each command needs besides the flag under test ({ref}: a model directory, {out}: a folder in the
@@ -83,7 +83,7 @@ def contexts():
 def _classes(method):
     """The settings classes whose fields become flags, the method's own first."""
     own = [settings_class(method)] if method and method != AUTO else [AutoSettings] if method == AUTO else []
-    return own + [ExportSettings, Source, ModelSettings, TrainConfig]
+    return own + [TuneSettings, Workers, ExportSettings, Source, ModelSettings, TrainConfig]
 
 
 def field_of(action, method):

@@ -17,9 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from kcompress.core.modeldir import load_model, staged_dir
 from kcompress.core.modelspec import ModelSettings
-from kcompress.core.source import Source, check_inputs
+from kcompress.core.settings import expand
+from kcompress.core.source import Source, check_inputs, check_safe, file_config, load_model_file, model_kind
+from kcompress.errors import require
+from kcompress.methods import settings_class
 from kcompress.training.config import TrainConfig
+from kcompress.tuning.settings import TuneSettings
 
 __all__ = ["Result", "load", "import_model", "train", "evaluate", "compress", "export", "report", "tune", "demo"]
 
@@ -57,8 +62,6 @@ class Result:
 
 def _split(settings, *classes):
     """``settings`` divided among ``classes`` by field name (an unknown name: exit 2)."""
-    from kcompress.errors import require
-
     known = set().union(*(c.names() for c in classes))
     unknown = sorted(set(settings) - known)
     require(not unknown, f"unknown setting(s) {', '.join(unknown)}")
@@ -70,9 +73,6 @@ def load(path):
     folder), loaded in safe mode (no code from the file runs).
 
     >>> model = kcompress.load("models/p95")"""
-    from kcompress.core.modeldir import load_model
-    from kcompress.core.source import check_safe, file_config, load_model_file, model_kind
-
     kind = model_kind(path)
     if kind == "dir":
         return load_model(path)
@@ -87,7 +87,7 @@ def import_model(model, out, data, loss=None, metric=None, overwrite=False):
     >>> kcompress.import_model("my.keras", "models/mine", data="my.npz")"""
     Source(loss=loss, metric=metric).validate()
     check_inputs(model, out, overwrite, data)
-    from kcompress import pipeline
+    from kcompress import pipeline  # loads TensorFlow: only when work needs it
 
     return pipeline.import_model(model, out, data, loss=loss, metric=metric, overwrite=overwrite)
 
@@ -103,7 +103,7 @@ def train(out, seed=0, overwrite=False, strategy="none", **settings):
     >>> kcompress.train("models/ref", model="lenet300", data="mnist-sample", epochs=30)"""
     setup, cfg = _split(settings, ModelSettings, TrainConfig)  # bad settings: exit 2 before TensorFlow loads
     check_inputs(out=None if strategy == "multiworker" else out, overwrite=overwrite, data=setup.data)
-    from kcompress import pipeline
+    from kcompress import pipeline  # loads TensorFlow: only when work needs it
 
     return pipeline.train(out, setup, cfg, seed=seed, overwrite=overwrite, strategy=strategy)
 
@@ -115,8 +115,8 @@ def evaluate(model, data=None, loss=None, metric=None):
     >>> kcompress.evaluate("models/p95")["test_error"]"""
     Source(loss=loss, metric=metric).validate()
     check_inputs(model, data=data)
-    from kcompress.core.objectives import evaluate_model
-    from kcompress.pipeline import load_reference
+    from kcompress.core.objectives import evaluate_model  # TensorFlow: only when work needs it
+    from kcompress.pipeline import load_reference  # likewise
 
     ref = load_reference(model, data, loss, metric)
     where = str(ref.folder) if ref.folder else f"model {ref.model.name}"
@@ -138,18 +138,14 @@ def compress(model, method, out=None, overwrite=False, seed=0, data=None, loss=N
     >>> result.metrics["test_error"], result.compression["total"]["bits_ratio"]"""
     Source(loss=loss, metric=metric).validate()
     if method == "auto":
-        from kcompress.errors import require
-        from kcompress.tuning.autosearch import compress_auto
+        from kcompress.tuning.autosearch import compress_auto  # TensorFlow: only when work needs it
 
         require(out is not None, "compress --method auto needs out (the search's folder)")
         extra = {k: v for k, v in (("data", data), ("loss", loss), ("metric", metric)) if v is not None}
         return compress_auto(model, out, overwrite=overwrite, seed=seed, **extra, **settings)
-    from kcompress.core.settings import expand
-    from kcompress.methods import settings_class
-
     runs = expand(settings_class(method), settings)  # bad settings: exit 2 before TensorFlow loads
     check_inputs(model, out, overwrite, data)
-    from kcompress import pipeline
+    from kcompress import pipeline  # loads TensorFlow: only when work needs it
 
     _, done = pipeline.compress(model, runs, out, overwrite=overwrite, seed=seed, data=data, loss=loss, metric=metric)
     folders = [None] * len(done) if out is None else [Path(out) / label if label else Path(out) for label, _ in runs]
@@ -163,7 +159,7 @@ def export(model, out, overwrite=False, data=None, metric=None, **options):
 
     >>> kcompress.export("models/p95", "exported/p95", formats="tflite,onnx")["passed"]"""
     check_inputs(model, out, overwrite, data)
-    from kcompress import pipeline
+    from kcompress import pipeline  # loads TensorFlow: only when work needs it
 
     return pipeline.export(model, out, overwrite=overwrite, data=data, metric=metric, **options)
 
@@ -172,8 +168,7 @@ def report(paths, out, overwrite=False):
     """One table and the error-vs-size figures over the model directories in ``paths`` (model,
     sweep or tuning folders) into the folder ``out``; see :mod:`kcompress.reporting.summary`.
     Returns the table's rows."""
-    from kcompress.core.modeldir import staged_dir
-    from kcompress.reporting.summary import write_report
+    from kcompress.reporting.summary import write_report  # matplotlib: only when a report is written
 
     with staged_dir(out, overwrite) as tmp:
         return write_report(paths, tmp, measure=evaluate)
@@ -187,16 +182,14 @@ def tune(out, overwrite=False, from_dir=None, method=None, seed=0, **settings):
     the method's and the reference's data, loss and metric).
 
     >>> kcompress.tune("models/tune", model="lenet300", search="grid", space=["lr=1e-3,1e-2"], epochs=2)"""
-    from kcompress.tuning.settings import TuneSettings
-
     search = TuneSettings.from_dict({k: settings.pop(k) for k in TuneSettings.names() if k in settings})
-    from kcompress.tuning.search import tune as run_search
+    from kcompress.tuning.search import tune as run_search  # Keras Tuner: only when a search runs
 
     return run_search(out, search, overwrite=overwrite, from_dir=from_dir, method=method, seed=seed, **settings)
 
 
 def demo(out="models/demo", exported="exported/demo", overwrite=True, **settings):
     """The whole path on the bundled data; see :mod:`kcompress.walkthrough`."""
-    from kcompress.walkthrough import run_demo
+    from kcompress.walkthrough import run_demo  # loads TensorFlow: only when work needs it
 
     return run_demo(out=out, exported=exported, overwrite=overwrite, **settings)

@@ -50,6 +50,7 @@ from kcompress.methods import get_method
 from kcompress.methods.base import Reference
 from kcompress.reporting import plots
 from kcompress.reporting.summary import write_sweep
+from kcompress.training import distribute
 from kcompress.training.config import TrainConfig
 from kcompress.training.history import write_csv
 from kcompress.training.loop import fit
@@ -204,8 +205,6 @@ def train(out, setup, cfg, seed=0, overwrite=False, strategy="none"):
     """Train into the model directory ``out`` (written whole or not at all, one writer at a
     time); resumable after a kill; ``strategy`` distributes the training
     (:mod:`kcompress.training.distribute`)."""
-    from kcompress.training import distribute
-
     dist = distribute.make_strategy(strategy)  # before any TensorFlow op, as multi-worker needs
     final_out, out = out, check_out_dir(distribute.worker_out(out, strategy), overwrite)
     with staged_dir(out, overwrite) as tmp:

@@ -83,6 +83,22 @@ def test_the_layer_test_catches_a_bad_import():
     assert upward_imports(import_graph(probe)) == [("kcompress.deploy.probe", "kcompress.pipeline")]
 
 
+def test_every_import_inside_a_function_says_why():
+    """An import is at the top of its module unless a comment on it (or on the first of its group of
+    imports) says why it waits: TensorFlow, a runtime or a converter loading only when work needs it."""
+    silent = []
+    for path in PKG.rglob("*.py"):
+        lines = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                block = [n for n in fn.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+                for k, node in enumerate(block):
+                    grouped = k > 0 and node.lineno == block[k - 1].lineno + 1
+                    if "#" not in lines[node.lineno - 1] and not grouped:
+                        silent.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not silent
+
+
 def test_small_top_level_and_small_modules():
     top = [p for p in PKG.glob("*.py")]
     assert len(top) <= 12, sorted(p.name for p in top)

@@ -7,6 +7,7 @@ accepts ``--config FILE.yaml`` whose keys are flag names (``batch-size`` or ``ba
 flags given on the command line win over the file. Building the parser imports no TensorFlow:
 ``--help`` and usage errors answer at once.
 """
+import argparse
 import contextlib
 import errno
 import logging
@@ -15,8 +16,12 @@ import signal
 import sys
 import threading
 
+from kcompress import api
 from kcompress.cli.parsers import build_parser, peek
+from kcompress.core.modeldir import out_lock
+from kcompress.core.yamlfile import read_yaml
 from kcompress.errors import CheckFailed, Terminated, TrainingDiverged, UsageError, require
+from kcompress.training.tensorboard import logging_to
 
 PROG = "kcompress"
 RUN_KEYS = ("command", "config", "debug", "verbose", "tensorboard")
@@ -47,8 +52,6 @@ def parse(argv):
 def _checked(action, value, path):
     """A ``--config`` value of a flag that is not a settings field (``seed``, ``out``, ``method``...: those are
     checked by their settings class) put through the flag's own type and choices, as on the command line."""
-    import argparse
-
     flag = action.option_strings[0] if action.option_strings else action.dest
     if action.nargs == 0:
         require(isinstance(value, bool), f"--config {path}: {flag}: expected true or false, got {value!r}")
@@ -67,8 +70,6 @@ def _checked(action, value, path):
 
 
 def _read_config(path):
-    from kcompress.core.yamlfile import read_yaml
-
     conf = read_yaml(path, f"--config {path}") or {}
     require(isinstance(conf, dict), f"--config {path}: expected a mapping of flag names to values")
     conf = {str(k).lstrip("-").replace("-", "_"): v for k, v in conf.items()}
@@ -85,9 +86,6 @@ def _required(values, *names):
 def dispatch(command, v):
     """Call the API function for ``command`` with the settings ``v``; a command that writes
     ``--out`` takes its lock first, so that a second writer exits at once, before TensorFlow loads."""
-    from kcompress.core.modeldir import out_lock
-    from kcompress.training.tensorboard import logging_to
-
     writes = command in ("train", "import", "compress", "export", "report") and v.get("out") and v.get("strategy") != "multiworker"
     writes = writes and v.get("method") != "auto"  # a search locks its own --out (not on a worker)
     out = v.get("out")
@@ -120,8 +118,6 @@ def _system_refusal(e):
 
 
 def _call(command, v):
-    from kcompress import api
-
     seed = v.pop("seed", 0)
     if command == "train":
         _required(v, "out")

@@ -168,7 +168,7 @@ def _used_arrays(name, arrays):
 
 def _load_full_mnist():
     """Full MNIST through Keras' loader: it reads ~/.keras/datasets/mnist.npz when cached."""
-    from kcompress.backend import keras
+    from kcompress.backend import keras  # TensorFlow loads only when work needs it
 
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()

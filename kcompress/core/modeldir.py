@@ -167,7 +167,7 @@ def _remove_empty(folders):
 
 
 def _acquire(path, out):
-    import fcntl
+    import fcntl  # POSIX only: Windows takes the other branch
 
     while True:
         try:
@@ -205,7 +205,7 @@ def _acquire(path, out):
 def _drop_lock(f, path):
     """Remove the lock file ``path`` if no other process holds it (we may have just created it), then
     close ``f``: an interrupt while taking a lock leaves no ``.NAME.lock`` behind."""
-    import fcntl
+    import fcntl  # POSIX only: Windows takes the other branch
 
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -234,7 +234,7 @@ def is_model_dir(path):
 
 def load_model(folder):
     """Load the Keras model of a model directory with Keras' safe mode on (exit 2 if broken)."""
-    from kcompress.backend import keras
+    from kcompress.backend import keras  # TensorFlow loads only when work needs it
 
     folder = Path(folder)
     require(folder.is_dir(), f"--from {folder}: no such directory")
@@ -275,7 +275,7 @@ def _json_default(o):
 
 def versions():
     """Versions of the libraries that decide a run's numbers."""
-    import importlib.metadata as md
+    import importlib.metadata as md  # read only when a record is written
 
     pkgs = ("kcompress", "tensorflow", "tf-keras", "tensorflow-model-optimization", "keras-tuner", "tf2onnx", "onnxruntime", "ai-edge-litert", "numpy")
     out = {"python": platform.python_version()}

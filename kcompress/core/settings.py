@@ -9,6 +9,7 @@ sweep may give the field several values. The command line builds its flags from 
 ``kcompress --help`` builds every flag from it without starting TensorFlow.
 """
 import dataclasses
+import itertools
 import math
 import types
 import typing
@@ -185,8 +186,6 @@ def expand(cls, values):
     (or comma strings) in ``values``, and of the settings class's own axes
     (:meth:`Settings.sweep_axes`); a single run has the label ``""``. Every combination is
     validated before the first one runs."""
-    import itertools
-
     axes, fixed = {}, dict(values)
     for name in cls.sweepable():
         if values.get(name) is None:

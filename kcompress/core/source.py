@@ -13,6 +13,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kcompress.core.data import check_spec
 from kcompress.core.modeldir import MODEL_FILE, RUN_FILE, check_out_dir, is_model_dir
 from kcompress.core.settings import Settings, option
 from kcompress.core.tasks import LOSSES, METRICS
@@ -67,8 +68,6 @@ def check_inputs(source=None, out=None, overwrite=False, data=None):
     """Exit 2, before TensorFlow loads, for what paths and file headers already tell: a ``--from`` that is no
     model (or a file model that would run code, or one given without ``data``), a ``data`` spec that cannot
     load, an ``--out`` that exists or overlaps ``--from``."""
-    from kcompress.core.data import check_spec
-
     if isinstance(source, (str, Path)):
         kind = model_kind(source)
         if kind != "dir":
@@ -158,7 +157,7 @@ def compiled_optimizer(compile_config):
 
 def load_model_file(path, kind):
     """The Keras model in file ``path`` (safe mode, not compiled); exit 2 if Keras cannot load it."""
-    from kcompress.backend import keras
+    from kcompress.backend import keras  # TensorFlow loads only when work needs it
 
     try:
         if kind == "savedmodel":

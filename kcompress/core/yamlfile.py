@@ -6,7 +6,7 @@ from kcompress.errors import UsageError
 
 def read_yaml(path, where):
     """The parsed YAML document at ``path``; ``where`` (e.g. ``--config c.yaml``) prefixes errors."""
-    import yaml
+    import yaml  # only --config and task files need it
 
     try:
         return yaml.safe_load(Path(path).read_text())

@@ -27,7 +27,7 @@ class TFLiteRunner:
     """Runs a TFLite flatbuffer in LiteRT on one thread, quantizing int8 inputs/outputs."""
 
     def __init__(self, blob):
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # a runtime, loaded only to run a file
 
         with quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice
             self.interp = Interpreter(model_content=blob, num_threads=1)
@@ -67,7 +67,7 @@ class OnnxRunner:
     """Runs ONNX bytes in onnxruntime on one thread."""
 
     def __init__(self, blob):
-        import onnxruntime as ort
+        import onnxruntime as ort  # a runtime, loaded only to run a file
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1

@@ -45,7 +45,7 @@ def to_tflite(model, mode="float32", representative=None):
 
 def to_onnx(model, opset=DEFAULT_OPSET):
     """ONNX model bytes of ``model`` at ``opset``, validated by ``onnx.checker``."""
-    import onnx
+    import onnx  # a converter, loaded only to export
     import tf2onnx
 
     require(7 <= int(opset) <= 21, f"--opset must be between 7 and 21, got {opset}")

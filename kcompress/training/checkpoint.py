@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from kcompress.backend import keras
+from kcompress.core.data import digest
 
 STATE_FILE = "kcompress-state.json"
 
@@ -38,8 +39,6 @@ class FitHistory(dict):
 def fingerprint(model, data, cfg, initial_epoch=0, extra=None):
     """A digest of what decides a run: weight shapes, training settings (not verbosity), the
     data's arrays, the first epoch and the caller's ``extra`` (e.g. the seed and command)."""
-    from kcompress.core.data import digest
-
     settings = {k: v for k, v in cfg.to_dict().items() if k != "verbose"}
     spec = {"weights": [list(w.shape) for w in model.weights], "settings": settings, "data": digest(data),
             "initial_epoch": int(initial_epoch), "extra": extra}

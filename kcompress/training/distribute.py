@@ -22,7 +22,7 @@ def make_strategy(name):
     if name == "multiworker":
         require(os.environ.get("TF_CONFIG"), "--strategy multiworker needs TF_CONFIG naming the workers")
     _split_cpu()
-    from kcompress.backend import tf
+    from kcompress.backend import tf  # TensorFlow loads only when work needs it
 
     if name == "none":
         return tf.distribute.get_strategy()
@@ -38,7 +38,7 @@ def _split_cpu():
     n = int(os.environ.get("KCOMPRESS_CPU_DEVICES", "0") or 0)
     if n <= 1:
         return
-    from kcompress.backend import tf
+    from kcompress.backend import tf  # TensorFlow loads only when work needs it
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     if len(tf.config.get_logical_device_configuration(cpu) or ()) != n:

@@ -32,7 +32,7 @@ def callbacks():
     or ``[]`` outside :func:`logging_to`."""
     if not _active:
         return []
-    from kcompress.backend import keras, tf
+    from kcompress.backend import keras, tf  # TensorFlow loads only when work needs it
 
     state = _active[-1]
     SummaryMetadata = tf.compat.v1.SummaryMetadata

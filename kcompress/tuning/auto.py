@@ -15,6 +15,7 @@ import itertools
 import time
 from pathlib import Path
 
+import keras_tuner as kt
 import numpy as np
 
 from kcompress import pipeline
@@ -22,10 +23,12 @@ from kcompress.core.modeldir import staged_dir
 from kcompress.core.objectives import predict, scores
 from kcompress.core.settings import base_type, split_list
 from kcompress.core.stats import compression_stats
+from kcompress.deploy.check import LATENCY_BATCH, OnnxRunner, interleaved_latency_ms
+from kcompress.deploy.convert import to_onnx
 from kcompress.errors import UsageError, require
 from kcompress.methods import REGISTRY, settings_class
 from kcompress.methods.base import Reference
-from kcompress.tuning.space import Param, add_param, one_type, parse_item, parse_value
+from kcompress.tuning.space import Param, add_param, one_type, parse_item, parse_value, trial_value
 from kcompress.tuning.tuner import TrialImpossible
 from kcompress.tuning.trials import MODEL_DIR, ReferenceTrial, command_args
 
@@ -81,8 +84,6 @@ def method_spaces(names, overrides=()):
 
 def auto_hyperparameters(names, spaces):
     """Keras Tuner's ``HyperParameters``: ``method``, then each stage's fields in its conditional scope."""
-    import keras_tuner as kt
-
     hp = kt.HyperParameters()
     hp.Choice("method", list(names))
     for method, space in spaces.items():
@@ -104,8 +105,6 @@ def auto_grid(names, spaces):
 
 def stage_settings(values, spaces):
     """The settings of each stage of a trial's ``values`` (exit 2 if unusable)."""
-    from kcompress.tuning.space import trial_value
-
     return [settings_class(m).from_dict({f: trial_value(values[f"{m}.{f}"]) for f in spaces[m]
                                          if f"{m}.{f}" in values})
             for m in values["method"].split(">")]
@@ -180,9 +179,6 @@ class AutoTrial(ReferenceTrial):
         fastest of the calls counts, not the median: on 2 shared cores a 2 ms call is preempted
         far more often than a 0.5 ms one, and medians made a pruned LeNet-300-100 (keep 0.24)
         13.9x faster in a search where, timed alone a minute later, it was 3-4x faster."""
-        from kcompress.deploy.check import LATENCY_BATCH, OnnxRunner, interleaved_latency_ms
-        from kcompress.deploy.convert import to_onnx
-
         x = self.data.x_train[:LATENCY_BATCH]  # inputs only: timing needs no labels
         if self._onnx is None:
             runner = OnnxRunner(to_onnx(self.reference.model))

@@ -10,26 +10,29 @@ the Pareto front (:mod:`kcompress.tuning.pareto`), ``best/`` (the chosen model d
 smallest objective within the error budget), ``exported/`` (its TFLite and ONNX files with the
 deployment check) and ``summary.md`` / ``summary.json``, which state all of it.
 """
+import json
 import shutil
 from pathlib import Path
 
 from kcompress.core.modeldir import check_apart, write_json
 from kcompress.core.objectives import evaluate_model, primary_metric
 from kcompress.core.source import Source
+from kcompress.deploy.check import export_and_check
+from kcompress.deploy.settings import ExportSettings
 from kcompress.errors import CheckFailed
+from kcompress.pipeline import load_reference
 from kcompress.tuning.auto import AutoTrial, auto_grid, auto_hyperparameters
+from kcompress.tuning.pareto import write_pareto
 from kcompress.tuning.report import BEST_DIR, write_report
+from kcompress.tuning.search import run_search
 from kcompress.tuning.settings import AutoSettings
+from kcompress.tuning.tuner import trial_rows
 
 PER_RUN = ("chief", "worker", "tuner_id")  # how this process takes part, not what is searched
 
 
 def compress_auto(from_dir, out, overwrite=False, seed=0, **settings):
     """Run (or resume) the auto search into ``out``; returns the summary (``None`` on a worker)."""
-    from kcompress.tuning.search import run_search
-    from kcompress.tuning.tuner import trial_rows
-    from kcompress.tuning.pareto import write_pareto
-
     check_apart(Path(out), Path(from_dir))
     source = {k: settings.pop(k) for k in Source.names() if k in settings}
     s = AutoSettings.from_dict(settings)
@@ -53,10 +56,6 @@ def compress_auto(from_dir, out, overwrite=False, seed=0, **settings):
 
 def finish(out, report, front, runner, seed):
     """Re-evaluate the chosen model on the test split, export and check it, write the summary."""
-    from kcompress.deploy.check import export_and_check
-    from kcompress.deploy.settings import ExportSettings
-    from kcompress.pipeline import load_reference
-
     best = report["best"]
     chosen = best if best and best["metrics"].get("within_budget") else None
     key = primary_metric(runner.task)
@@ -89,8 +88,6 @@ def finish(out, report, front, runner, seed):
 
 def read_run_report(folder):
     """The deployment check's ``report.json`` (written before a failed check raises)."""
-    import json
-
     return json.loads((Path(folder) / "report.json").read_text())
 
 

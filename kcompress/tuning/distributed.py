@@ -9,6 +9,7 @@ told to stop, so the chief can write the report.
 import contextlib
 import os
 import time
+from concurrent import futures
 
 from kcompress.errors import require
 
@@ -48,24 +49,22 @@ def tuning_role(chief=None, worker=None, tuner_id=None):
 
 
 def is_tuning_chief():
-    from keras_tuner.src.distribute import utils
+    from keras_tuner.src.distribute import utils  # Keras Tuner loads TensorFlow
 
     return utils.is_chief_oracle()
 
 
 def is_tuning_worker():
-    from keras_tuner.src.distribute import utils
+    from keras_tuner.src.distribute import utils  # Keras Tuner loads TensorFlow
 
     return utils.has_chief_oracle() and not utils.is_chief_oracle()
 
 
 def serve_oracle(oracle, poll_s=0.2):
     """Serve ``oracle`` to the workers until the search is over (Keras Tuner's servicer, our loop)."""
-    from concurrent import futures
-
-    import grpc
+    import grpc  # only a distributed search needs it
     from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
+    from keras_tuner.src.distribute import oracle_chief  # Keras Tuner loads TensorFlow
 
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))

@@ -16,6 +16,7 @@ from pathlib import Path
 from kcompress.core.modeldir import check_apart, out_lock
 from kcompress.core.source import Source
 from kcompress.errors import require
+from kcompress.tuning.distributed import is_tuning_worker, tuning_role
 from kcompress.tuning.space import check_names, grid, grid_size, hyperparameters, parse_space
 
 SEARCH_FILE = "search.json"
@@ -54,7 +55,7 @@ def tune(out, settings, overwrite=False, from_dir=None, method=None, seed=0, **b
                         overwrite, s.chief, s.worker, s.tuner_id)
     if oracle is None:
         return None
-    from kcompress.tuning.report import write_report
+    from kcompress.tuning.report import write_report  # TensorFlow loads only when work needs it
     from kcompress.tuning.tuner import trial_rows
 
     return write_report(out, trial_rows(oracle), parsed, runner, key, search)
@@ -64,8 +65,6 @@ def run_search(out, settings, hp, grid_values, runner, key, search, max_trials, 
                worker=None, tuner_id=None, time_budget=None):
     """Run (or resume) the search of ``runner``'s trials over ``hp`` in tuning directory ``out``
     (``settings`` are what a resume must find unchanged); returns the oracle, ``None`` on a worker."""
-    from kcompress.tuning.distributed import is_tuning_worker, tuning_role
-
     with contextlib.ExitStack() as held, tuning_role(chief, worker, tuner_id):
         work = out
         if not is_tuning_worker():
@@ -81,7 +80,7 @@ def run_search(out, settings, hp, grid_values, runner, key, search, max_trials, 
 
 
 def _runner(from_dir, method, base, seed, first, source):
-    from kcompress.tuning.trials import CompressTrial, TrainTrial
+    from kcompress.tuning.trials import CompressTrial, TrainTrial  # TensorFlow loads only when work needs it
 
     if method:
         return CompressTrial(from_dir, method, seed, base, first, source)
@@ -89,7 +88,7 @@ def _runner(from_dir, method, base, seed, first, source):
 
 
 def _objective(name, runner):
-    from kcompress.tuning.trials import objective_key
+    from kcompress.tuning.trials import objective_key  # TensorFlow loads only when work needs it
 
     key = objective_key(name, runner.task)
     require(runner.data.has_val or not key.startswith("val_"),
@@ -159,7 +158,7 @@ def _replace(out, work):
 def build_tuner(search, objective, hp, grid_values, runner, max_trials, out, seed, time_budget=None):
     """A :class:`~kcompress.tuning.oracles.KcTuner` over the Keras Tuner ``hp`` (``grid_values``: the
     value dicts of a grid search) in tuning directory ``out`` (reloaded if it exists)."""
-    from kcompress.tuning.oracles import make_oracle
+    from kcompress.tuning.oracles import make_oracle  # TensorFlow loads only when work needs it
     from kcompress.tuning.tuner import KcTuner
 
     budget = runner.max_budget() if search == "hyperband" else None

@@ -18,6 +18,7 @@ ordered ``{name: Param}``; :func:`hyperparameters` turns it into Keras Tuner's
 same values back; :func:`trial_value` undoes the text form that mixed choices need
 (``batch_size=64,full``), because a Keras Tuner choice holds values of one type.
 """
+import itertools
 from dataclasses import dataclass
 
 from kcompress.core.yamlfile import read_yaml
@@ -203,15 +204,13 @@ def grid_size(space):
 
 def grid(space):
     """Every combination of a grid search, in order (the first setting varies slowest)."""
-    import itertools
-
     axes = [one_type(p.grid_values()) for p in space.values()]
     return [dict(zip(space, combo)) for combo in itertools.product(*axes)]
 
 
 def hyperparameters(space):
     """Keras Tuner ``HyperParameters`` for ``space`` (in order; the first choice is the default)."""
-    import keras_tuner as kt
+    import keras_tuner as kt  # Keras Tuner loads TensorFlow
 
     hp = kt.HyperParameters()
     for p in space.values():

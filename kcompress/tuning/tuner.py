@@ -16,6 +16,7 @@ import keras_tuner as kt
 
 from kcompress.backend import keras
 from kcompress.errors import TrainingDiverged, UsageError
+from kcompress.tuning.distributed import is_tuning_chief, serve_oracle
 
 
 class BadSetting(kt.errors.FatalError, UsageError):
@@ -74,8 +75,6 @@ class KcTuner(kt.Tuner):
 
     def search(self, *args, **kwargs):
         """As Keras Tuner's, except that a chief serves the oracle until the search is done, then returns."""
-        from kcompress.tuning.distributed import is_tuning_chief, serve_oracle
-
         if is_tuning_chief():
             self.save()
             serve_oracle(self.oracle)

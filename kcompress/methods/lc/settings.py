@@ -19,6 +19,7 @@ from kcompress.core.settings import float_list, option, positive, refuse_blank, 
 from kcompress.errors import require
 from kcompress.methods.base import MethodSettings
 from kcompress.methods.lc.schedule import Schedule
+from kcompress.methods.lc.tasks import load_tasks_file, parse_task, with_param
 
 
 FLOAT_DECADES = 308  # the largest float is 1.8e308
@@ -93,8 +94,6 @@ class LCSettings(MethodSettings):
         """The values of one combination: a setting takes its value, a task parameter is
         replaced in every ``--task`` that sets it, and ``sweep`` keeps ``NAME=value`` of each
         ``--sweep`` axis, so that ``run.json`` says which point of the sweep the model is."""
-        from kcompress.methods.lc.tasks import with_param
-
         swept = cls.sweep_axes(values)
         out = {**values, "sweep": tuple(f"{k}={v}" for k, v in point.items() if k in swept)}
         for name, value in point.items():
@@ -106,8 +105,6 @@ class LCSettings(MethodSettings):
 
     def task_specs(self):
         """The parsed tasks of ``--task`` and ``--tasks-file`` (exit 2 naming a bad one)."""
-        from kcompress.methods.lc.tasks import load_tasks_file, parse_task
-
         specs = [parse_task(t) for t in self.task]
         return specs + (load_tasks_file(self.tasks_file) if self.tasks_file else [])
 

@@ -15,11 +15,13 @@ import numpy as np
 
 from kcompress.backend import keras
 from kcompress.core.channels import Channels
+from kcompress.core.objectives import get_loss
 from kcompress.errors import require
 from kcompress.methods.base import CompressionResult, finetune_config, target_layers
 from kcompress.methods.pruner import gates as G
 from kcompress.methods.pruner.schedule import DropOnPruning, LambdaMuSchedule, PrunerCallback
 from kcompress.methods.pruner.units import remove_units
+from kcompress.reporting.plots import plt, save_figure
 from kcompress.training.history import merge_histories
 from kcompress.training.loop import fit
 
@@ -94,8 +96,6 @@ def train_gates(reference, gated, penalty, settings):
 
 def task_loss(model, reference, cfg):
     """The task loss of ``model`` on the training split (seeds the adaptive μ)."""
-    from kcompress.core.objectives import get_loss
-
     loss = get_loss(cfg.loss, reference.data, cfg.lse_temperature)
     return float(loss(reference.data.y_train, model.predict(reference.data.x_train, verbose=0, batch_size=1024)))
 
@@ -152,8 +152,6 @@ def run(reference, settings):
 def plot_gates(history, record, folder):
     """``pruner.png``: the diagnostics per epoch of the gate training (L_task, L_sel, L_rej,
     λ, μ, open gates, gate motion), and ``gates.png``: the final gate values per layer, sorted."""
-    from kcompress.reporting.plots import plt, save_figure
-
     labels = {"loss": "L_task", "l_sel": "L_sel", "l_rej": "L_rej", "l_pru": "L_pru", "lam": "λ", "mu": "μ"}
     epochs = np.arange(1, len(history["loss"]) + 1)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))

@@ -9,6 +9,7 @@ codebook. Both sweep axes work together: ``--sparsity 0.9,0.95 --clusters 4,8``.
 """
 from kcompress.methods.base import CompressionResult
 from kcompress.methods.tfmot import cluster, prune
+from kcompress.reporting.plots import training_curves
 from kcompress.training.history import merge_histories
 
 
@@ -20,8 +21,6 @@ def run(reference, settings):
     boundary = len(h_prune["loss"])
 
     def plots(folder):
-        from kcompress.reporting.plots import training_curves
-
         training_curves(history, folder / "training.png", title=settings.NAME, markers=[(boundary + 0.5, "cluster")])
 
     record = {"prune": r_prune, "cluster": r_cluster, "stage_epochs": [boundary, len(h_cluster["loss"])]}

@@ -40,7 +40,7 @@ def sosd_keys(folder):
 def test_every_method_runs_on_user_data_and_every_result_exports(tmp_path, make, methods):
     """Every method on the tabular data, then a chain (cluster the pruner's model) and its export; on keys
     the methods whose code paths differ for regression (the other methods' key runs are in
-    tests/test_report.py, test_auto.py and test_pruner_modes.py)."""
+    tests/test_report.py, test_auto.py and test_pruner_method.py)."""
     data, setup = make(tmp_path)
     ref = api.train(tmp_path / "ref", data=data, epochs=2, verbose=0, **setup)
     metric = "test_error" if ref["dataset"]["task"] == "classification" else "max_error"

@@ -1,71 +1,43 @@
-"""Pruner masks: the product rejection term (note 003's), the λ rules, the gate phase's learning rate,
-training on the pruning loss alone, and sweeps of every sweepable setting from the command line."""
+"""The pruner method end to end (methods/pruner/method.py): exact kept units in both modes, the gate phase's
+learning rate, training on the pruning loss alone, learned-index keys, sweeps and bad input from the command line."""
 import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from kcompress.backend import keras, tf
-from kcompress.methods.pruner import gates as G
-from kcompress.methods.pruner.schedule import LambdaMuSchedule, closed_share
+from kcompress.backend import keras
 from kcompress.methods.pruner.settings import PrunerSettings
+
 
 SMALL = dict(keep_units="dense_1=30,dense_2=10", gate_lr=0.1, lambda_every=2, lr=0.01, epochs=0)
 
 
-def test_product_rejection_adds_the_product_of_the_gates():
-    """Note 003's [Σσ(1−σ) + N·Πσ]/N at N = 2, w = (0, ln 3): σ = (1/2, 3/4), Σσ(1−σ) = 1/4 + 3/16 = 7/16,
-    Πσ = 3/8: L_rej = (7/16 + 2·3/8)/2 = 19/32 (sum: 7/32)."""
-    w = np.array([0.0, np.log(3.0)], np.float32)
-    assert float(G.rejection_loss(tf.sigmoid(w), w, "product")) == pytest.approx(19 / 32, rel=1e-6)
-    assert float(G.rejection_loss(tf.sigmoid(w), None, "sum")) == pytest.approx(7 / 32, rel=1e-6)
+def _small(reference):
+    d = reference.data
+    return dataclasses.replace(reference, data=dataclasses.replace(d, x_train=d.x_train[:500], y_train=d.y_train[:500]))
 
 
-def _schedule(**settings):
-    return LambdaMuSchedule(PrunerSettings.from_dict(settings))
+@pytest.mark.parametrize("mode", ["gradient", "markov"])
+def test_run_keeps_exactly_n_units(reference, mode):
+    from kcompress.pipeline import clone
+    from kcompress.methods.pruner import method as pruner
+    from kcompress.methods.pruner.settings import PrunerSettings
 
-
-@pytest.mark.parametrize("size, c", [("none", 1.0), ("units", 40.0)])
-def test_size_coefficient_multiplies_the_pruning_loss_by_the_gated_units(size, c):
-    """Note 004's coefficient tied to the network's size. Two layers of N = 30 (keep 10) and 10 (keep 5), all
-    σ = 1/2 (w = 0): L_sel = |15 − 10|/30 + |5 − 5|/10 = 1/6, L_rej = 1/4 + 1/4 = 1/2, L_pru = 2/3; with
-    μ = 0.5 and λ = 3, the penalty is c·0.5·3·2/3 = c with c = 30 + 10 = 40 for units."""
-    from kcompress.methods.pruner.schedule import PrunerCallback
-
-    gates = {name: G.Gate(init=0.0, name=name) for name in ("a", "b")}
-    for gate, width in zip(gates.values(), (30, 10)):
-        gate.build((None, width))
-    penalty = G.PrunerPenalty(gates, {"a": 10, "b": 5})
-    callback = PrunerCallback(penalty, _schedule(mu=0.5, lambda_start=3.0, size_coefficient=size), 0.01, 1.0)
-    callback.on_train_begin()
-    assert float(penalty.pruning_loss()) == pytest.approx(2 / 3, rel=1e-6)
-    assert float(penalty()) == pytest.approx(c, rel=1e-6)
-
-
-def test_slope_rule_raises_lambda_in_inverse_proportion_to_the_change_of_l_pru():
-    sched = _schedule(lambda_every=100, lambda_rule="slope", slope_scale=1e-3, mu=1.0)
-    sched.start(task_loss=1.0, pruning_loss=1.0)
-    changes = [0.1, 5e-4, 1e-5, 0.0]  # no raise; ×c/Δ = ×2; ×10 (capped at the factor); ×10
-    l_pru = 1.0 - np.cumsum(changes)
-    lams = [sched.end_epoch(e, 1.0, p, np.full(3, 0.5))[0] for e, p in enumerate(l_pru)]
-    assert lams == pytest.approx([1.0, 2.0, 20.0, 200.0], rel=1e-6)
-    assert [why for *_, why in sched.raises] == ["slope"] * 3
-    timed = _schedule(lambda_every=2, lambda_rule="slope", slope_scale=1e-3, mu=1.0)
-    timed.start(1.0, 1.0)
-    assert [timed.end_epoch(e, 1.0, 1.0 - 0.5 * (e + 1), np.zeros(3))[0] for e in range(4)] == [1, 10, 10, 100]
-
-
-def test_schedule_rule_ignores_stalled_gates():
-    sched = _schedule(lambda_every=100, stall_window=2, lambda_rule="schedule", mu=1.0)
-    sched.start(1.0, 1.0)
-    assert [sched.end_epoch(e, 1.0, 1.0, np.full(5, 0.9))[0] for e in range(6)] == [1.0] * 6
-
-
-def test_closed_share_counts_the_gates_due_to_close():
-    # a: 10 of 10 open, keep 4 (6 due, 0 closed); b: 4 of 8 open, keep 2 (6 due, 4 closed)
-    assert closed_share({"a": 10, "b": 4}, {"a": 10, "b": 8}, {"a": 4, "b": 2}) == pytest.approx(4 / 12)
-    assert closed_share({"a": 3}, {"a": 3}, {"a": 3}) == 1.0
+    ref = _small(reference)
+    ref = dataclasses.replace(ref, model=clone(ref.model), train=dataclasses.replace(ref.train, verbose=0))
+    settings = dict(keep_units="dense_1=30,dense_2=10", pruner_optimizer=mode, max_epochs=8, lambda_every=2,
+                    gate_lr=0.1, epochs=1)
+    result = pruner.run(ref, PrunerSettings.from_dict(settings))
+    assert [l.units for l in result.model.layers if isinstance(l, keras.layers.Dense)] == [30, 10, 10]
+    rec = result.record
+    assert {k: len(v) for k, v in rec["kept_units"].items()} == {"dense_1": 30, "dense_2": 10}
+    assert rec["gate_epochs"] <= 8 and len(result.history["l_sel"]) == rec["gate_epochs"] + 1
+    for key in ("l_sel", "l_rej", "lam", "mu", "open_gates", "gate_motion", "open_dense_1"):
+        assert key in result.history
+    assert result.history["lam"][0] == 1.0 and max(result.history["lam"]) > 1.0
+    if mode == "gradient":  # with a fast gate lr the gates do get pushed shut
+        assert result.history["open_gates"][rec["gate_epochs"] - 1] < 400
 
 
 def _run(reference, **settings):
@@ -168,3 +140,22 @@ def test_rejection_sweep_from_the_command_line_writes_two_models(reference_dir, 
     runs = [json.loads(p.read_text()) for p in sorted(out.glob("*/run.json"))]
     assert sorted(r["settings"]["rejection"] for r in runs) == ["product", "sum"]
     assert (out / "sweep.md").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--keep", "1.5"], "--keep must be in (0, 1]"),
+    (["--keep", "0"], "--keep must be in (0, 1]"),
+    (["--keep-units", "nosuch=3"], "no layer named nosuch"),
+    (["--layers", "nosuch"], "no layer named nosuch"),
+    (["--keep-units", "dense_1=301"], "dense_1=301 must be in 1..300"),
+    (["--keep-units", "dense_3=5"], "the output layer's units cannot be removed"),
+    (["--mu", "foo"], "--mu 'foo': expected adaptive or balanced or a number"),
+])
+def test_bad_input_exits_2(reference_dir, tmp_path, capsys, flags, message):
+    from kcompress.cli.main import main
+
+    out = str(tmp_path / "o")
+    code = main(["compress", "--from", str(reference_dir), "--method", "pruner", "--out", out, *flags])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

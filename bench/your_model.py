@@ -47,14 +47,15 @@ METHODS = {
 # Where a model needs other settings. The regression's mse (8e-4) is 1,000× smaller than a classifier's
 # cross-entropy, so LC's μ starts 50× lower (at 5e-3 the penalty outweighed the loss from the first step:
 # 9.2e-4 and 2.6e-3 against the reference's 8.3e-4); 16 shared values left 6.1e-3, 64 (cluster) and 32 per
-# kernel after pruning stay within; unset cluster epochs: the regression recipe's 100 full-batch epochs.
+# kernel after pruning stay within; unset cluster epochs: the regression recipe's 100 full-batch epochs; the
+# pruner's fine-tuning needs its rate cut on plateau.
 OVERRIDES = {
     "regression": {
         "cluster": {"clusters": 64, "epochs": None},
         "prune+cluster": {"clusters": 32, "cluster_epochs": None},
         "lc prune": {"mu0": 1e-4, "mu_factor": 1.5, "mu_steps": 20},
         "lc quant": {"task": "each:quant:k=16", "mu0": 1e-4, "mu_factor": 1.5, "mu_steps": 20},
-        "pruner": {"epochs": 40},
+        "pruner": {"epochs": 40, "lr_schedule": "plateau"},  # a fixed rate left 9.3e-4 after 40 or 80 epochs
         # every layer at prune 0.3 puts fc1 (8 inputs, 5 of them carry the targets) through rank 4: 2.8e-3
         # however long α = 0 trains (0.1: 1.6e-3); fc2 alone at prune 0.5, 0.2: 1.3e-3, 9.2e-4; 0.15 holds
         "alpha": {"layers": "fc2", "prune": 0.15, "lr": 3e-3, "alpha_lr_drops": 0, "epochs_per_alpha": 4,

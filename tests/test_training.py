@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kcompress import api
-from kcompress.backend import keras, tf
+from kcompress.backend import keras, set_seed, tf
 from kcompress.core.data import load_dataset
 from kcompress.errors import TrainingDiverged
 from kcompress.core.modeldir import load_model
@@ -54,6 +54,7 @@ def test_lse_tends_to_the_max_error_and_metrics_match_numpy():
 
 
 def test_index64_with_lse_reports_epsilon():
+    set_seed(0)  # an unseeded 5-epoch run sat on either side of the bound
     ds = load_dataset("keys:lognormal:2000")
     model = build_model("index64", ds.input_shape, 1)
     fit(model, ds, TrainConfig(epochs=5, optimizer="adam", lr=1e-3, loss="lse", batch_size=256, verbose=0))

@@ -13,13 +13,14 @@ This module only composes: settings objects are built from keyword arguments (th
 the command-line flags) and handed to :mod:`kcompress.pipeline`, :mod:`kcompress.deploy.check`,
 :mod:`kcompress.reporting.summary`, :mod:`kcompress.tuning.search` and :mod:`kcompress.walkthrough`.
 """
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from kcompress.core.modeldir import load_model, staged_dir
 from kcompress.core.modelspec import ModelSettings
-from kcompress.core.settings import expand
+from kcompress.core.settings import Settings, expand, option
 from kcompress.core.source import Source, check_inputs, check_safe, file_config, load_model_file, model_kind
 from kcompress.errors import require
 from kcompress.methods import settings_class
@@ -188,8 +189,24 @@ def tune(out, overwrite=False, from_dir=None, method=None, seed=0, **settings):
     return run_search(out, search, overwrite=overwrite, from_dir=from_dir, method=method, seed=seed, **settings)
 
 
-def demo(out="models/demo", exported="exported/demo", overwrite=True, **settings):
-    """The whole path on the bundled data; see :mod:`kcompress.walkthrough`."""
+@dataclasses.dataclass(frozen=True)
+class DemoSettings(Settings):
+    """Where ``kcompress demo`` writes and how long its reference trains (the flags of ``demo``)."""
+
+    out: str = option("models/demo", "folder for the demo's model directories")
+    exported: str = option("exported/demo", "folder for the exported files")
+    epochs: int = option(30, "epochs of reference training")
+
+    def check(self):
+        require(self.epochs >= 1, f"--epochs must be positive, got {self.epochs}")
+
+
+def demo(overwrite=True, seed=0, **settings):
+    """The whole path on the bundled data (``settings``: :class:`DemoSettings` fields); see
+    :mod:`kcompress.walkthrough`.
+
+    >>> kcompress.demo(out="models/demo", epochs=5)"""
+    chosen = DemoSettings.from_dict(settings)
     from kcompress.walkthrough import run_demo  # loads TensorFlow: only when work needs it
 
-    return run_demo(out=out, exported=exported, overwrite=overwrite, **settings)
+    return run_demo(chosen, overwrite=overwrite, seed=seed)

@@ -30,11 +30,11 @@ DEMO_AUTO = {"objective": "bits", "max_error_increase": 1.0, "methods": "prune+c
                                         "cluster.epochs=2"]}
 
 
-def run_demo(out="models/demo", exported="exported/demo", overwrite=True, epochs=30, seed=0, steps=DEMO_STEPS,
-             auto=DEMO_AUTO):
-    """Run the demo into ``out`` (model directories) and ``exported`` (files, reports); ``auto``:
-    the settings of the closing auto search (into ``out/auto``)."""
-    out, exported = Path(out), Path(exported)
+def run_demo(settings, overwrite=True, seed=0, steps=DEMO_STEPS, auto=DEMO_AUTO):
+    """Run the demo (``settings``: :class:`~kcompress.api.DemoSettings`) into its ``out`` (model
+    directories) and ``exported`` (files, reports); ``auto``: the settings of the closing auto search
+    (into ``out/auto``)."""
+    out, exported, epochs = Path(settings.out), Path(settings.exported), settings.epochs
     print(f"== 1. train LeNet-300-100 on the bundled MNIST sample ({epochs} epochs)")
     pipeline.train(out / "reference", ModelSettings(), TrainConfig(epochs=epochs), seed=seed, overwrite=overwrite)
     models = {"reference": out / "reference"}

@@ -32,6 +32,7 @@ import shutil
 
 import pytest
 
+from kcompress.api import DemoSettings
 from kcompress.cli import main as cli_main
 from kcompress.cli.main import main
 from kcompress.cli.parsers import AUTO, build_parser
@@ -83,7 +84,7 @@ def contexts():
 def _classes(method):
     """The settings classes whose fields become flags, the method's own first."""
     own = [settings_class(method)] if method and method != AUTO else [AutoSettings] if method == AUTO else []
-    return own + [TuneSettings, Workers, ExportSettings, Source, ModelSettings, TrainConfig]
+    return own + [TuneSettings, Workers, ExportSettings, Source, ModelSettings, TrainConfig, DemoSettings]
 
 
 def field_of(action, method):
@@ -139,7 +140,7 @@ def bad_values(action, method):
 def flags(command, method):
     """The value-taking actions of ``command``'s parser (with ``--method method``)."""
     parser = build_parser(method).commands[command]
-    return [a for a in parser._actions if a.nargs != 0 and not isinstance(a, argparse._HelpAction)]
+    return [a for a in parser.flags.values() if a.nargs != 0 and a.dest != "help"]
 
 
 def _name(action):

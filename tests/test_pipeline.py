@@ -77,13 +77,15 @@ def test_a_chain_of_compressions_remembers_its_data(tmp_path):
 
 
 def test_demo_runs_the_whole_path(tmp_path):
+    from kcompress.api import DemoSettings
     from kcompress.walkthrough import run_demo
 
     steps = (("pruned", "prune", {"sparsity": 0.5, "epochs": 1}),
              ("lc", "lc", TINY_LC))
     auto = {"objective": "bits", "max_error_increase": 100.0, "methods": "cluster", "search": "random",
             "max_trials": 1, "space": ["cluster.epochs=1"]}
-    table = run_demo(out=tmp_path / "m", exported=tmp_path / "e", epochs=1, steps=steps, auto=auto)
+    table = run_demo(DemoSettings(out=str(tmp_path / "m"), exported=str(tmp_path / "e"), epochs=1), steps=steps,
+                     auto=auto)
     assert table.count("| pass |") == 3
     assert (tmp_path / "m" / "summary.md").is_file() and (tmp_path / "e" / "lc" / "model.onnx").is_file()
     assert "deployment check: pass" in (tmp_path / "m" / "auto" / "summary.md").read_text()

@@ -38,11 +38,10 @@ def parse(argv):
     parser = build_parser(method)
     args = parser.parse_args(argv)
     given_values = {k: v for k, v in vars(args).items() if k not in RUN_KEYS}
-    known = {a.dest for a in parser.commands[args.command]._actions} - {"command", "config", "debug", "verbose"}
-    unknown = sorted(set(conf) - known)
+    flags = parser.commands[args.command].flags
+    unknown = sorted(set(conf) - (set(flags) - {"help", "config", "debug", "verbose"}))
     require(not unknown, f"--config {args.config}: unknown setting(s) {', '.join(unknown)} for {args.command}")
-    actions = {a.dest: a for a in parser.commands[args.command]._actions}
-    conf = {k: _checked(actions[k], v, args.config) for k, v in conf.items()}
+    conf = {k: _checked(flags[k], v, args.config) for k, v in conf.items()}
     if args.verbose:
         os.environ["KCOMPRESS_VERBOSE"] = "1"
     tensorboard = args.tensorboard or conf.pop("tensorboard", None)  # a run option, not a setting: only when given

@@ -6,6 +6,7 @@ every method's own flags, and the shared training-step flags once.
 """
 import argparse
 
+from kcompress.api import DemoSettings
 from kcompress.cli.flags import add_settings
 from kcompress.core.modelspec import ModelSettings
 from kcompress.core.source import Source
@@ -35,7 +36,25 @@ STRATEGIES = ("none", "mirrored", "multiworker")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line and exit code 2."""
+    """argparse that reports a usage error as one line and exit code 2, and keeps its flags by
+    destination (``flags``) for the ``--config`` values that must pass the same types and choices."""
+
+    def __init__(self, *args, **kwargs):
+        self.flags = {}
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        return self._kept(super().add_argument(*args, **kwargs))
+
+    def add_argument_group(self, *args, **kwargs):
+        group = super().add_argument_group(*args, **kwargs)
+        add = group.add_argument
+        group.add_argument = lambda *a, **k: self._kept(add(*a, **k))
+        return group
+
+    def _kept(self, action):
+        self.flags[action.dest] = action
+        return action
 
     def error(self, message):
         sub = self.prog.removeprefix(PROG).strip()  # "compress", or "" for the top-level parser
@@ -71,17 +90,6 @@ def seed(value):
         raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
     if not 0 <= number <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"must be in 0..{SEED_MAX}, got {number}")
-    return number
-
-
-def positive_int(value):
-    """A count that must be at least 1 (``demo --epochs``)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {number}")
     return number
 
 
@@ -221,12 +229,7 @@ def _report_parser(sub):
 
 def _demo_parser(sub):
     p = sub.add_parser("demo", help="train, compress and export LeNet-300-100 on the bundled MNIST sample")
-    p.add_argument("--out", type=nonempty, default=argparse.SUPPRESS, help="folder for the demo's model directories "
-                                                            "(default: models/demo)")
-    p.add_argument("--exported", type=nonempty, default=argparse.SUPPRESS,
-                   help="folder for the exported files (default: exported/demo)")
-    p.add_argument("--epochs", type=positive_int, default=argparse.SUPPRESS,
-                   help="epochs of reference training (default: 30)")
+    add_settings(p.add_argument_group("demo"), DemoSettings)
     _common(p)
 
 

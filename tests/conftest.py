@@ -2,11 +2,13 @@
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import kcompress  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+from kcompress.core.data import load_dataset
 
 
 CACHES = ("KCOMPRESS_XLA_CACHE", "KCOMPRESS_MEASUREMENT_CACHE")
@@ -44,6 +46,13 @@ def reference(reference_dir):
     from kcompress.pipeline import load_reference
 
     return load_reference(reference_dir)
+
+
+@pytest.fixture(scope="session")
+def small_mnist():
+    """A slice of the bundled MNIST sample (800 training images with a validation split, 500 test)."""
+    ds = load_dataset("mnist-sample", 0.1)
+    return replace(ds, x_train=ds.x_train[:800], y_train=ds.y_train[:800], x_test=ds.x_test[:500], y_test=ds.y_test[:500])
 
 
 @pytest.fixture

@@ -1,21 +1,21 @@
-"""The α-schedule: branch sizes, blending at α = 1 and α = 0, schedules, teacher loss, bad input."""
+"""The α-schedule: branch sizes, blending at α = 1 and α = 0, schedules (note 002's legend values and its
+recipe as one flag set), teacher loss, bad input."""
 import json
-from dataclasses import replace
-
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from cli_help import help_of
 from kcompress import api
-from kcompress.pipeline import clone
-from kcompress.cli import main as cli
-from kcompress.methods.alpha import blend
 from kcompress.backend import keras
-from kcompress.methods.alpha import method as alpha
-from kcompress.methods.alpha.settings import AlphaSettings, alpha_schedule
-from kcompress.core.modeldir import RUN_FILE, load_model, save_model, write_json
+from kcompress.cli import main as cli
+from kcompress.core.modeldir import load_model, RUN_FILE, save_model, write_json
 from kcompress.core.zoo import build_model
+from kcompress.methods.alpha import blend, method as alpha
+from kcompress.methods.alpha.settings import alpha_schedule, AlphaSettings, NOTE_002_RECIPE
+from kcompress.pipeline import clone
 
 
 def small(reference, n=600):
@@ -207,3 +207,24 @@ def test_curves_get_one_colour_per_alpha(tmp_path, monkeypatch):
     plots.training_curves(history, tmp_path / "t.png", color_by="alpha")
     colours = {tuple(line.get_color()) for line in drawn[0].axes[0].lines if len(line.get_xdata())}
     assert len(colours) == 3
+
+
+def test_exp_alpha_schedule_is_note_002s_legend():
+    """Note 002: 'an exponential schedule with a decay rate of 0.05' with α = 0.95, 0.6, 0.45 in the legend."""
+    alphas = AlphaSettings().alphas()
+    assert [round(alphas[k - 1], 3) for k in (1, 10, 16)] == [0.951, 0.607, 0.449]
+    geometric = alpha_schedule("geometric", 0.05, 0.05)
+    assert [round(geometric[k - 1], 3) for k in (1, 15, 16)] == [0.95, 0.463, 0.44]
+    # e^(−0.05k) ≥ 0.05 up to k = 59 (ln 20 / 0.05 = 59.9), then 0
+    assert len(alphas) == 60 and alphas[-2] == pytest.approx(math.exp(-2.95)) and alphas[-1] == 0.0
+
+
+def test_note_002_recipe_is_the_defaults_without_the_lr_drop_end():
+    from kcompress.cli.main import parse
+
+    argv = ["compress", "--from", "m", "--method", "alpha", "--out", "x", *NOTE_002_RECIPE.split()]
+    values = {k: v for k, v in parse(argv)[1].items() if k not in ("from_dir", "method", "out")}
+    recipe = AlphaSettings.from_dict(values)
+    assert recipe == AlphaSettings().replace(alpha_lr_drops=0)
+    assert recipe.epochs_per_alpha == 350 and recipe.lr == 1e-3 and recipe.patience == 0
+    assert NOTE_002_RECIPE in help_of("alpha")

@@ -1,7 +1,11 @@
-"""Datasets: bundled MNIST, learned-index keys (generated and from files), npz validation."""
+"""Datasets: bundled MNIST, learned-index keys (generated and from files; unsorted or repeated keys), npz
+validation rule by rule, each refusal one line naming the file and the array."""
+import os
+
 import numpy as np
 import pytest
 
+from kcompress.cli.main import main
 from kcompress.core.data import load_dataset
 from kcompress.core.keys import generate_keys, key_bits, read_keys_file
 from kcompress.errors import UsageError
@@ -52,6 +56,8 @@ def test_sosd_file_with_wrong_count_is_refused(tmp_path):
     with pytest.raises(UsageError, match="SOSD header says 10 keys"):
         read_keys_file(str(p))
 
+
+NAN, INF = float("nan"), float("inf")
 
 def _npz(tmp_path, **arrays):
     p = tmp_path / "d.npz"
@@ -121,3 +127,52 @@ def test_files_that_are_not_what_they_claim(tmp_path):
     np.save(grid, np.arange(6, dtype=np.uint64).reshape(2, 3))
     with pytest.raises(UsageError, match="1-D array, got shape"):
         read_keys_file(str(grid))
+
+
+def _complete_npz(tmp_path, **arrays):
+    base = dict(x_train=np.random.default_rng(0).random((6, 3)), y_train=np.array([0, 1, 0, 1, 0, 1]),
+                x_test=np.ones((2, 3)), y_test=np.array([0, 1]))
+    p = tmp_path / "d.npz"
+    np.savez(p, **{**base, **arrays})
+    return str(p)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(x_train=np.full((6, 3), NAN)), r"x_train holds 18 value\(s\) of 18 that are not finite"),
+    (dict(x_test=np.array([[1.0, NAN, 1.0], [1.0, 1.0, 1.0]])), r"x_test holds 1 value\(s\) of 6 that are not finite"),
+    (dict(x_train=np.array([[INF, 0, 0]] + [[0, 0, 0]] * 5)), r"x_train holds 1 value\(s\) of 18 that are not finite"),
+    (dict(x_val=np.full((2, 3), NAN), y_val=np.array([0, 1])), r"x_val holds 6 value\(s\) of 6 that are not finite"),
+    (dict(y_train=np.array([0.5, NAN, 1, 2, 3, 4]), y_test=np.array([0.5, 1.5])), r"y_train holds 1 value\(s\) of 6 that are not finite"),
+    (dict(y_train=np.zeros(6, int), y_test=np.zeros(2, int)), "only class 0: a classifier needs at least 2"),
+    (dict(y_train=np.array([0.5, 1.5, 0.5, 1.5, 0.5, 1.5])), "y_test holds integer class labels .* y_train holds float"),
+    (dict(y_test=np.array([0.0, 1.0])), "y_test holds float targets .* y_train holds integer"),
+    (dict(y_train=np.array(list("abcabc"))), "y_train has non-numeric dtype"),
+])
+def test_each_validation_rule_refuses_bad_npz_data(tmp_path, arrays, message):
+    with pytest.raises(UsageError, match=message):
+        load_dataset(_complete_npz(tmp_path, **arrays))
+
+
+def test_bad_data_exits_2_naming_the_file_and_array(tmp_path, capsys):
+    path = _complete_npz(tmp_path, x_train=np.full((6, 3), NAN))
+    assert main(["train", "--data", path, "--out", str(tmp_path / "m"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and path in err and "x_train holds 18 value(s) of 18 that are not finite" in err
+    assert not (tmp_path / "m").exists() and os.listdir(tmp_path) == ["d.npz"]
+
+
+def test_unsorted_or_repeated_keys_are_fixed_with_one_notice_or_refused(tmp_path, capsys):
+    keys = generate_keys("uniform", 50, seed=2)
+    path = tmp_path / "k.txt"
+    path.write_text("\n".join(str(int(k)) for k in [*keys[::-1], keys[0], keys[1]]))  # 49 descents, 2 repeats
+    np.testing.assert_array_equal(read_keys_file(str(path)), keys)
+    load_dataset(f"keys-file:{path}")
+    err = capsys.readouterr().err
+    assert err.count("notice") == 1 and "49 key(s) out of order and 2 repeated" in err and "to 50 keys" in err
+    with pytest.raises(UsageError, match="49 key.* out of order and 2 repeated.*--strict-keys"):
+        load_dataset(f"keys-file:{path}", strict_keys=True)
+    assert main(["train", "--model", "index64", "--data", f"keys-file:{path}", "--strict-keys",
+                 "--out", str(tmp_path / "m")]) == 2
+    (tmp_path / "ok.txt").write_text("\n".join(str(int(k)) for k in keys))
+    load_dataset(f"keys-file:{tmp_path / 'ok.txt'}", strict_keys=True)
+    assert "notice" not in capsys.readouterr().err

@@ -82,3 +82,20 @@ def test_markov_updates_never_increase_total_loss(reference):
         accepted += moved
         assert moved == (float(after) < float(before))
     assert 0 < accepted < 30
+
+
+def _rejection(sigma, rejection):
+    w = np.log(np.asarray(sigma, np.float64) / (1 - np.asarray(sigma, np.float64))).astype(np.float32)
+    return float(G.rejection_loss(tf.sigmoid(w), w, rejection))
+
+
+def test_product_rejection_loss_is_note_003s_at_three_gates_of_one_half():
+    # Σσ(1−σ)/N = 3·0.25/3 = 0.25, Πσ = 0.125: L_rej = [0.75 + 3·0.125]/3 = 0.375 (not 0.625)
+    assert _rejection([0.5] * 3, "sum") == pytest.approx(0.25, abs=1e-6)
+    assert _rejection([0.5] * 3, "product") == pytest.approx(0.375, abs=1e-6)
+
+
+def test_product_rejection_loss_is_note_003s_at_300_open_gates():
+    # σ = 0.982: Σσ(1−σ)/N = 0.982·0.018 = 0.017676, Πσ = 0.982^300 = 0.0043: L_rej = 0.0220 (not 1.32)
+    assert _rejection([0.982] * 300, "sum") == pytest.approx(0.017676, abs=2e-6)
+    assert _rejection([0.982] * 300, "product") == pytest.approx(0.0220, abs=5e-5)

@@ -1,10 +1,12 @@
 """The pruner's λ/μ schedule (methods/pruner/schedule.py): λ raised on time, on stall or by the slope of
-L_pru, the coefficient tied to the network's size, the share of gates due to close."""
+L_pru, the coefficient tied to the network's size, the share of gates due to close; the adaptive and
+balanced μ rules worked by hand (note 003) and what --help says each implies."""
 import numpy as np
 import pytest
 
+from cli_help import help_of
 from kcompress.methods.pruner import gates as G
-from kcompress.methods.pruner.schedule import LambdaMuSchedule, closed_share
+from kcompress.methods.pruner.schedule import closed_share, LambdaMuSchedule
 from kcompress.methods.pruner.settings import PrunerSettings
 
 
@@ -66,3 +68,31 @@ def test_closed_share_counts_the_gates_due_to_close():
     # a: 10 of 10 open, keep 4 (6 due, 0 closed); b: 4 of 8 open, keep 2 (6 due, 4 closed)
     assert closed_share({"a": 10, "b": 4}, {"a": 10, "b": 8}, {"a": 4, "b": 2}) == pytest.approx(4 / 12)
     assert closed_share({"a": 3}, {"a": 3}, {"a": 3}) == 1.0
+
+
+def _windowed_schedule(**settings):
+    return LambdaMuSchedule(PrunerSettings.from_dict(dict(mu_window=2, lambda_every=1, lambda_rule="schedule",
+                                                          **settings)))
+
+
+@pytest.mark.parametrize("mu, want", [("adaptive", [2.0, 3.0, 4.0]), ("balanced", [2.0, 0.3, 0.04])])
+def test_adaptive_and_balanced_mu_by_hand(mu, want):
+    """Window 2, λ ×10 every epoch. Losses (L_task, L_pru): start (2, 1), then (4, 1), then (4, 1).
+    Means: (2, 1) → (3, 1) → (4, 1). adaptive μ = ⟨L_task⟩/⟨L_pru⟩ = 2, 3, 4 with λ = 1, 10, 100;
+    balanced (note 003) μ = ⟨L_task⟩/(λ·⟨L_pru⟩) = 2/1, 3/10, 4/100: μ·λ = 2, 3, 4, λ cancels."""
+    sched = _windowed_schedule(mu=mu)
+    steps = [sched.start(2.0, 1.0)] + [sched.end_epoch(e, 4.0, 1.0, np.zeros(3)) for e in range(2)]
+    assert [lam for lam, _ in steps] == [1.0, 10.0, 100.0]
+    assert [m for _, m in steps] == pytest.approx(want)
+    products = [lam * m for lam, m in steps]
+    assert products == pytest.approx([2.0, 3.0, 4.0] if mu == "balanced" else [2.0, 30.0, 400.0])
+
+
+def test_mu_help_says_what_each_rule_implies():
+    from kcompress.errors import UsageError
+
+    text = help_of("pruner")
+    assert "μ·λ·L_pru ≈ λ·⟨L_task⟩ and λ sets the pressure" in text
+    assert "μ·λ = ⟨L_task⟩/⟨L_pru⟩ whatever λ is: λ's schedule cancels" in text
+    with pytest.raises(UsageError, match="--mu"):
+        PrunerSettings.from_dict({"mu": "sometimes"})

@@ -5,13 +5,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from kcompress.pipeline import clone
 from kcompress.backend import keras
 from kcompress.cli.main import main
 from kcompress.core.modeldir import MODEL_FILE, save_model
 from kcompress.core.stats import array_bits, compression_stats
 from kcompress.methods.tfmot import cluster, common, fixed_sharing, prune
 from kcompress.methods.tfmot.settings import ClusterSettings, PruneSettings
+from kcompress.pipeline import clone
 
 KERNELS = ("dense_1", "dense_2", "dense_3")
 QUICK = dict(epochs=1, batch_size=100)  # 10 steps per epoch on the 1000-sample subset
@@ -262,15 +262,6 @@ def test_prune_sweep_saves_plain_models_with_exact_sparsity_and_a_table(referenc
     assert ratios == sorted(ratios) and ratios[0] == pytest.approx(1.0)
 
 
-def test_index64_biases_start_random_like_its_weights():
-    from kcompress.core.zoo import build_model
-
-    model = build_model("index64", (64,), 1, hidden=(64, 64))
-    biases = [model.get_layer(n).bias.numpy() for n in ("dense_1", "dense_2")]
-    assert all(0.02 < b.std() < 0.08 and abs(b.mean()) < 0.03 for b in biases)
-    assert not build_model("lenet300", (28, 28), 10).get_layer("dense_1").bias.numpy().any()
-
-
 def test_cluster_of_a_learned_index_keeps_its_best_epsilon_epoch(tmp_path):
     import json
 
@@ -294,4 +285,3 @@ def _walk(d):
     elif isinstance(d, list):
         for v in d:
             yield from _walk(v)
-

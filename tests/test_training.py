@@ -9,20 +9,14 @@ import pytest
 from kcompress import api
 from kcompress.backend import keras, set_seed, tf
 from kcompress.core.data import load_dataset
-from kcompress.errors import TrainingDiverged
 from kcompress.core.modeldir import load_model
-from kcompress.core.objectives import ErrorFromAccuracy, LogSumExpError, MaxAbsError, evaluate_model
+from kcompress.core.objectives import ErrorFromAccuracy, evaluate_model, LogSumExpError, MaxAbsError
+from kcompress.core.zoo import build_model
+from kcompress.errors import TrainingDiverged
 from kcompress.training import execution
-from kcompress.training.penalty import QuadraticPenalty
 from kcompress.training.config import TrainConfig
 from kcompress.training.loop import fit
-from kcompress.core.zoo import build_model
-
-
-@pytest.fixture(scope="module")
-def small_mnist():
-    ds = load_dataset("mnist-sample", 0.1)
-    return replace(ds, x_train=ds.x_train[:800], y_train=ds.y_train[:800], x_test=ds.x_test[:500], y_test=ds.y_test[:500])
+from kcompress.training.penalty import QuadraticPenalty
 
 
 def test_train_writes_a_complete_model_directory_that_round_trips(reference_dir, reference):
@@ -76,24 +70,6 @@ def test_nan_stops_training_with_a_clear_error(small_mnist, tmp_path):
     with pytest.raises(TrainingDiverged, match="lower --lr"):
         api.train(tmp_path / "nan", data="mnist-sample", hidden="32", epochs=3, optimizer="adam", lr=1e30, verbose=0)
     assert not (tmp_path / "nan").exists()
-
-
-class _Kill(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 2:  # killed after two completed epochs
-            raise KeyboardInterrupt
-
-
-def test_training_resumes_after_a_kill(small_mnist, tmp_path):
-    cfg = TrainConfig(epochs=4, verbose=0)
-    model = build_model("lenet300", small_mnist.input_shape, 10, hidden=(16,))
-    with pytest.raises(KeyboardInterrupt):
-        fit(model, small_mnist, cfg, callbacks=[_Kill()], backup_dir=tmp_path / "backup", backup_interval=0)
-    assert (tmp_path / "backup").exists()
-    resumed = build_model("lenet300", small_mnist.input_shape, 10, hidden=(16,))
-    history = fit(resumed, small_mnist, cfg, backup_dir=tmp_path / "backup")
-    assert history.resumed_at == 2 and len(history["loss"]) == 4  # 1 and 2 restored, 3 and 4 trained
-    assert not (tmp_path / "backup").exists()
 
 
 def test_penalty_term_is_added_and_logged(small_mnist):
@@ -208,3 +184,12 @@ def test_the_training_split_is_converted_once_and_reshuffled_every_epoch_and_eve
     targets = replace(data, y_train=np.arange(10.0) * 2)  # other targets (teacher logits): their own tensors
     batches.training_input(targets, 4)
     assert np.array_equal(list(batches._tensors.values())[-1].y.numpy(), targets.y_train)
+
+
+def test_index64_biases_start_random_like_its_weights():
+    from kcompress.core.zoo import build_model
+
+    model = build_model("index64", (64,), 1, hidden=(64, 64))
+    biases = [model.get_layer(n).bias.numpy() for n in ("dense_1", "dense_2")]
+    assert all(0.02 < b.std() < 0.08 and abs(b.mean()) < 0.03 for b in biases)
+    assert not build_model("lenet300", (28, 28), 10).get_layer("dense_1").bias.numpy().any()

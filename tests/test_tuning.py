@@ -1,4 +1,5 @@
-"""Keras Tuner searches: spaces, grid/random oracles, resume after a kill, chief + workers, mirrored training.
+"""Keras Tuner searches: spaces (an LC task among them), grid/random oracles, resume after a kill, an
+interrupted ``--overwrite``, chief + workers, mirrored training, the best trial repeated from its command.
 
 Search logic is tested in-process with a stand-in runner (no training), so that the oracles,
 the resume path and the report are exercised in seconds; the distributed tests start real
@@ -9,6 +10,8 @@ import itertools
 import json
 import math
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from kcompress.cli.main import main
-from kcompress.tuning.space import grid, hyperparameters, parse_space, trial_value
 from kcompress.tuning.search import build_tuner
+from kcompress.tuning.space import grid, hyperparameters, parse_space, trial_value
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model", "index64", "--data", "keys:uniform:600", "--epochs", "1", "--search", "grid",
@@ -209,3 +212,103 @@ def test_mirrored_on_two_logical_cpus_matches_single_device(processes):
     metrics = json.loads(out.strip().splitlines()[-1])
     for key in ("max_error", "mae"):
         assert metrics["mirrored"][key] == pytest.approx(metrics["none"][key], rel=1e-3)
+
+
+def test_space_values_of_the_wrong_type_exit_2(capsys):
+    assert main(["tune", "--out", "unused", "--space", "lr=a,b"]) == 2
+    assert "--space 'lr=a,b': lr takes numbers, not a, b" in capsys.readouterr().err
+
+
+TUNE_TINY = ["tune", "--model", "index64", "--data", "keys:uniform:600", "--epochs", "1", "--search", "grid",
+        "--space", "loss=mse,lse"]
+
+
+def test_interrupted_tune_overwrite_keeps_the_old_search(tmp_path, monkeypatch):
+    from kcompress.tuning.trials import TrainTrial
+
+    out = tmp_path / "search"
+    assert main(TUNE_TINY + ["--space", "lr=1e-3", "--out", str(out)]) == 0
+    before = sorted(p.name for p in out.iterdir())
+    old_report = (out / "trials.md").read_text()
+    run, calls = TrainTrial.run, []
+
+    def killed_at_second(self, values, folder, **kw):
+        calls.append(values)
+        if len(calls) == 2:
+            raise Killed()
+        return run(self, values, folder, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(TrainTrial, "run", killed_at_second)
+        with pytest.raises(Killed):
+            main(TUNE_TINY + ["--space", "lr=3e-3", "--out", str(out), "--overwrite"])
+    assert sorted(p.name for p in out.iterdir()) == before and (out / "trials.md").read_text() == old_report
+    assert json.loads((out / "search.json").read_text())["space"][-1] == "lr=1e-3"
+    assert main(TUNE_TINY + ["--space", "lr=1e-3", "--out", str(out)]) == 0  # the old search still reports
+    assert main(TUNE_TINY + ["--space", "lr=3e-3", "--out", str(out), "--overwrite"]) == 0  # resumes the new one
+    assert json.loads((out / "search.json").read_text())["space"][-1] == "lr=3e-3"
+    assert "--lr 0.003" in (out / "best_command.txt").read_text()
+    assert sorted(os.listdir(tmp_path)) == ["search"]
+    assert main(TUNE_TINY + ["--space", "lr=3e-3", "--out", str(out)]) == 0  # the swapped-in search reloads
+
+
+TASK = "all:prune-l0:kappa=0.05"
+
+
+@pytest.mark.parametrize("given", ["flag", "space", "yaml"])
+def test_one_fixed_task_parses_as_one_text_value(tmp_path, given):
+    items = {"flag": ["mu0=1e-4,1e-3"], "space": [f"task={TASK}", "mu0=1e-4,1e-3"]}.get(given)
+    if given == "yaml":
+        (tmp_path / "space.yaml").write_text(f"task: {TASK}\nmu0: [1.0e-4, 1.0e-3]\nmu_factor: '1.1:1.5:log'\n")
+        items = [str(tmp_path / "space.yaml")]
+    space = parse_space(items)
+    assert space["mu0"].choices == (1e-4, 1e-3)
+    if given != "flag":
+        assert space["task"].choices == (TASK,) and not space["task"].is_range
+    if given == "yaml":
+        assert (space["mu_factor"].low, space["mu_factor"].high, space["mu_factor"].sampling) == (1.1, 1.5, "log")
+
+
+def test_yaml_list_items_keep_their_commas(tmp_path):
+    (tmp_path / "s.yaml").write_text('task: ["dense_1,dense_2:prune-l0:kappa=0.1", "all:quant:k=2"]\n')
+    assert parse_space([str(tmp_path / "s.yaml")])["task"].choices == ("dense_1,dense_2:prune-l0:kappa=0.1",
+                                                                        "all:quant:k=2")
+
+
+def _kcompress():
+    """The installed ``kcompress`` script (else the same entry point through this Python)."""
+    return [shutil.which("kcompress")] if shutil.which("kcompress") else [sys.executable, "-m", "kcompress.cli.main"]
+
+
+def test_a_searched_single_task_is_enough_for_the_runner(reference_dir):
+    from kcompress.tuning.trials import CompressTrial
+
+    trial = CompressTrial(reference_dir, "lc", base={"mu_steps": 3}, first={"task": TASK, "mu0": 1e-3})
+    assert trial.max_budget() == 3 and trial.settings({"task": TASK}).task == (TASK,)
+
+
+def test_lc_mu_grid_with_one_task_and_its_best_command_and_config(reference_dir, tmp_path, capsys):
+    """The issue's command (2 μ0 × 1 factor to stay small); the best trial repeated exactly by
+    its printed command run from another folder, and by ``compress --config best.yaml`` alone."""
+    out = tmp_path / "search"
+    argv = ["tune", "--from", str(reference_dir), "--method", "lc", "--task", TASK, "--search", "grid",
+            "--space", "mu0=1e-4,1e-3", "--space", "mu_factor=1.5", "--mu-steps", "2", "--l-epochs", "1",
+            "--no-multipliers", "--objective", "val_loss", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    trials = [json.loads((p / "model" / "run.json").read_text()) for p in sorted(out.glob("trial_*"))]
+    assert sorted((t["settings"]["mu0"], t["settings"]["mu_factor"]) for t in trials) == [(1e-4, 1.5), (1e-3, 1.5)]
+    assert all(t["settings"]["task"] == [TASK] and t["settings"]["multipliers"] is False for t in trials)
+    best = json.loads((out / "best" / "run.json").read_text())
+    words = shlex.split((out / "best_command.txt").read_text())
+    assert words[:2] == ["kcompress", "compress"] and "--no-multipliers" in words and "False" not in words
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(_kcompress() + words[1:], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads(next(elsewhere.glob("models/*/run.json")).read_text())
+    assert main(["compress", "--config", str(out / "best.yaml"), "--out", str(tmp_path / "from_yaml")]) == 0
+    from_yaml = json.loads((tmp_path / "from_yaml" / "run.json").read_text())
+    for run in (again, from_yaml):
+        assert run["settings"] == best["settings"]
+        assert run["metrics"]["test_error"] == best["metrics"]["test_error"]

@@ -1,10 +1,15 @@
-"""Nothing lost, nothing silently wrong: an ``--out`` that cannot eat the model it reads or a user's
-folder, a record that stays true in a chain and after its model file is replaced, and inputs that
-are refused with one line rather than failing inside TensorFlow."""
+"""Model directories (``core/modeldir.py``): nothing lost, nothing silently wrong. An ``--out`` that cannot
+eat the model it reads or a user's folder, one writer per ``--out`` (a dead one's lock taken over, only dead
+processes' staging removed), a record that stays true in a chain and after its model file is replaced, a
+``run.json`` that is not a record refused, and inputs refused with one line rather than inside TensorFlow."""
 import errno
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +17,12 @@ import pytest
 
 from kcompress import api
 from kcompress.cli.main import main
-from kcompress.core.modeldir import MODEL_FILE, RUN_FILE
+from kcompress.core.modeldir import MODEL_FILE, out_lock, read_run, RUN_FILE, staged_dir
+from kcompress.core.zoo import build_model
+from kcompress.errors import UsageError
 
+
+ROOT = Path(__file__).resolve().parents[1]
 
 def digests(folder):
     """``{relative path: sha1}`` of every file under ``folder``."""
@@ -126,3 +135,71 @@ def test_report_measures_again_a_model_whose_file_was_replaced(reference_dir, tm
     assert row["test"] == pytest.approx(api.evaluate(tmp_path / "p")["test_error"])
     assert row["test"] != pytest.approx(stale) and row["bits_ratio"] is None and row["nonzeros"] is None
     assert "measured again" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "holds a JSON list, not a kcompress run record"),
+    ("{}", "has no settings"),
+])
+def test_run_json_that_is_not_a_run_record_is_a_usage_error(tmp_path, content, message):
+    (tmp_path / "run.json").write_text(content)
+    with pytest.raises(UsageError, match=message) as e:
+        read_run(tmp_path)
+    assert str(tmp_path / "run.json") in str(e.value)
+
+
+def test_run_json_without_a_data_spec_says_so(tmp_path, capsys):
+    model = build_model("lenet300", (4,), 2, hidden=(3,))
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "run.json").write_text(json.dumps({"settings": {"model": "lenet300"}}))
+    assert main(["evaluate", "--from", str(tmp_path)]) == 2
+    assert "does not say which data the model was made with (no data_spec); give --data" in capsys.readouterr().err
+
+
+def _holder(out):
+    """A second process that holds the lock of ``out`` until it is killed."""
+    code = ("import sys, time\nfrom kcompress.core.modeldir import out_lock\n"
+            f"with out_lock({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_writer_exits_2_at_once_and_a_dead_ones_lock_is_taken_over(tmp_path, capsys):
+    out = tmp_path / "m"
+    proc = _holder(out)
+    try:
+        assert main(["train", "--epochs", "1", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out} is being written by pid {proc.pid}" in err and "-c" in err
+        with pytest.raises(UsageError, match=f"pid {proc.pid}"):
+            with staged_dir(out):
+                pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert (tmp_path / ".m.lock").exists()  # left by the killed process
+    with out_lock(out):
+        assert f"pid {os.getpid()}" in (tmp_path / ".m.lock").read_text()
+    assert f"lock {tmp_path / '.m.lock'} of pid {proc.pid}" in capsys.readouterr().err
+    assert not (tmp_path / ".m.lock").exists()
+
+
+def test_staging_removes_only_partial_folders_of_dead_processes(tmp_path):
+    import platform
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = platform.node()
+    live_partial = tmp_path / f".m.partial-{host}~{os.getppid()}-abc"
+    dead_partial = tmp_path / f".m.partial-{host}~{dead.pid}-abc"
+    live_partial.mkdir()
+    dead_partial.mkdir()
+    with staged_dir(tmp_path / "m") as tmp:
+        (tmp / "f").write_text("x")
+    assert live_partial.exists() and not dead_partial.exists() and (tmp_path / "m" / "f").exists()
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: Keras Tuner catches Exception, not this."""

@@ -90,7 +90,7 @@ def import_model(model, out, data, loss=None, metric=None, overwrite=False):
     check_inputs(model, out, overwrite, data)
     from kcompress import pipeline  # loads TensorFlow: only when work needs it
 
-    return pipeline.import_model(model, out, data, loss=loss, metric=metric, overwrite=overwrite)
+    return pipeline.import_model(model, out, data, loss=loss, metric=metric, overwrite=overwrite).to_dict()
 
 
 def train(out, seed=0, overwrite=False, strategy="none", **settings):
@@ -106,7 +106,7 @@ def train(out, seed=0, overwrite=False, strategy="none", **settings):
     check_inputs(out=None if strategy == "multiworker" else out, overwrite=overwrite, data=setup.data)
     from kcompress import pipeline  # loads TensorFlow: only when work needs it
 
-    return pipeline.train(out, setup, cfg, seed=seed, overwrite=overwrite, strategy=strategy)
+    return pipeline.train(out, setup, cfg, seed=seed, overwrite=overwrite, strategy=strategy).to_dict()
 
 
 def evaluate(model, data=None, loss=None, metric=None):
@@ -150,7 +150,7 @@ def compress(model, method, out=None, overwrite=False, seed=0, data=None, loss=N
 
     _, done = pipeline.compress(model, runs, out, overwrite=overwrite, seed=seed, data=data, loss=loss, metric=metric)
     folders = [None] * len(done) if out is None else [Path(out) / label if label else Path(out) for label, _ in runs]
-    results = [Result(model=m, record=r, folder=f) for (r, m), f in zip(done, folders)]
+    results = [Result(model=m, record=r.to_dict(), folder=f) for (r, m), f in zip(done, folders)]
     return results[0] if len(runs) == 1 else results
 
 

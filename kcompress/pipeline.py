@@ -17,17 +17,7 @@ from pathlib import Path
 
 from kcompress.backend import set_seed
 from kcompress.core.data import ARRAYS, binary_targets, load_dataset
-from kcompress.core.modeldir import (
-    RUN_FILE,
-    check_out_dir,
-    load_model,
-    model_file_digest,
-    read_run,
-    run_record,
-    save_model,
-    staged_dir,
-    write_json,
-)
+from kcompress.core.modeldir import RUN_FILE, check_out_dir, load_model, model_file_digest, save_model, staged_dir
 from kcompress.core.modelspec import default_val_split
 from kcompress.core.objectives import (
     default_loss,
@@ -38,6 +28,7 @@ from kcompress.core.objectives import (
     primary_metric,
     score_name,
 )
+from kcompress.core.record import RunRecord
 from kcompress.core.source import Source, check_safe, compiled_loss, compiled_optimizer, file_config, load_model_file, model_kind
 from kcompress.core.stats import compression_stats, format_stats, weights_digest
 from kcompress.core.surgery import clone
@@ -50,7 +41,7 @@ from kcompress.methods import get_method
 from kcompress.methods.base import Reference
 from kcompress.reporting import plots
 from kcompress.reporting.summary import write_sweep
-from kcompress.training import distribute
+from kcompress.training import curves, distribute
 from kcompress.training.config import TrainConfig
 from kcompress.training.history import write_csv
 from kcompress.training.loop import fit
@@ -58,14 +49,10 @@ from kcompress.training.loop import fit
 
 # ---------------------------------------------------------------- the data of a model directory
 def data_spec(run, folder):
-    """``{"data", "val_split", "seed"}``: how the model in ``folder`` (its ``run.json``) got its data."""
-    spec = run.get("data_spec")
-    if spec is None and run.get("kind") == "train":  # records written before data_spec existed
-        s = run.get("settings") or {}
-        spec = {"data": s.get("data"), "val_split": s.get("val_split", 0.0), "seed": run.get("seed", 0)}
-    require(spec and spec.get("data"), f"--from {folder}: {RUN_FILE} does not say which data the model was made "
-                                       "with (no data_spec); give --data")
-    return spec
+    """``{"data", "val_split", "seed"}``: how the model in ``folder`` (its record ``run``) got its data."""
+    require(run.data_name, f"--from {folder}: {RUN_FILE} does not say which data the model was made "
+                           "with (no data_spec); give --data")
+    return run.data_source
 
 
 def load_reference(source, data=None, loss=None, metric=None):
@@ -82,11 +69,11 @@ def load_reference(source, data=None, loss=None, metric=None):
 
 
 def _directory_reference(folder, data, loss, metric):
-    model, run = load_model(folder), read_run(folder)
-    spec = dict(data_spec(run, folder)) if data is None else {"data": data, "val_split": 0.0, "seed": run.get("seed", 0)}
-    recorded = run.get("objective") or {}
-    ds = bind_data(model, load_dataset(spec["data"], spec["val_split"], spec["seed"]), metric or recorded.get("metric"))
-    train = TrainConfig.from_dict(run.get("train") or run.get("settings") or {}, strict=False)
+    model, run = load_model(folder), RunRecord.read(folder)
+    spec = dict(data_spec(run, folder)) if data is None else {"data": data, "val_split": 0.0, "seed": run.seed or 0}
+    ds = bind_data(model, load_dataset(spec["data"], spec["val_split"], spec["seed"]),
+                   metric or run.objective_of("metric"))
+    train = TrainConfig.from_dict(run.training, strict=False)
     if loss:
         train = train.replace(loss=loss)
     run = _true_to_the_weights(run, model, ds if data is None else None, folder)
@@ -128,9 +115,9 @@ def _bare_reference(source, data, loss, metric):
     train = TrainConfig.from_dict({"optimizer": "adam", "lr": 1e-3, **compiled_optimizer(compiled), "loss": loss_name})
     objective = {"head": ds.head, "loss": loss_name, "loss_from": loss_from, "metric": score_name(ds),
                  "metric_from": "--metric" if metric else "the task's default"}
-    run = {"kind": "import", "settings": {}, "source": {"path": name, "weights_sha1": weights_digest(model.get_weights())},
-           "data_spec": spec, "dataset": ds.describe(), "objective": objective, "train": train.to_dict(),
-           "metrics": evaluate_model(model, ds)}
+    run = RunRecord(kind="import", source={"path": name, "weights_sha1": weights_digest(model.get_weights())},
+                    data_spec=spec, dataset=ds.describe(), objective=objective, train=train.to_dict(),
+                    metrics=evaluate_model(model, ds))
     folder = Path(source) if isinstance(source, (str, Path)) else None
     return Reference(model=model, run=run, data=ds, train=train, folder=folder, data_spec=spec)
 
@@ -156,28 +143,32 @@ def _true_to_the_weights(run, model, data, folder):
     """``run`` as it holds for the weights in ``folder``: a record written for other weights (the
     model file was replaced afterwards) gets its metrics measured again (on ``data``, the
     record's own dataset) and its TFLite size dropped, with a one-line notice."""
-    if run.get("weights_sha1") in (None, weights_digest(model.get_weights())):
+    if run.weights_sha1 in (None, weights_digest(model.get_weights())):
         return run
     print(f"kcompress: notice: {folder} holds other weights than its {RUN_FILE} was written for; "
           "its metrics are measured again", file=sys.stderr)
-    run = {k: v for k, v in run.items() if k not in ("tflite", "compression", "root")}
-    return {**run, "metrics": evaluate_model(model, data) if data is not None else None}
+    return replace(run, tflite=None, compression=None, root=None,
+                   metrics=evaluate_model(model, data) if data is not None else None)
 
 
 # ---------------------------------------------------------------- writing a model directory
 def finish(model, data, record, folder, title, plot=None, markers=()):
-    """Evaluate ``model``, save it with ``record`` (metrics added) and its plots into ``folder``."""
+    """Evaluate ``model``, save it with its :class:`RunRecord` ``record`` (metrics added) and its plots
+    into ``folder``."""
     folder = Path(folder)
     test_pred = predict(model, data.x_test)
-    record["metrics"] = evaluate_model(model, data, test_pred=test_pred)
-    record["weights_sha1"] = weights_digest(model.get_weights())
+    record.metrics = evaluate_model(model, data, test_pred=test_pred)
+    record.weights_sha1 = weights_digest(model.get_weights())
     save_model(model, folder)
-    record["model_sha1"] = model_file_digest(folder)
-    write_json(folder / RUN_FILE, record)
-    history = record.get("history") or {}
+    record.model_sha1 = model_file_digest(folder)
+    record.write(folder)
+    history = record.curves
     if history.get("loss"):
         write_csv(history, folder / "history.csv")
         plots.training_curves(history, folder / "training.png", title=title, markers=markers)
+    steps = curves.save(folder)
+    if steps:
+        plots.step_curves(steps, folder / "steps.png", title)
     if data.task == "classification":
         plots.confusion_matrix(data.y_test, test_pred.argmax(axis=-1), data.num_classes, folder / "confusion.png")
     if plot:
@@ -194,10 +185,10 @@ def train_model(setup, cfg, seed, data, folder, backup_dir=None, scope=None, ini
     if initial_weights is not None:
         net.set_weights(initial_weights)
     history = fit(net, data, cfg, backup_dir=backup_dir, run_key={**setup.to_dict(), "seed": seed})
-    record = run_record("train", {**setup.to_dict(), "val_split": setup.split, **cfg.to_dict()}, seed=seed,
-                        data_spec={"data": setup.data, "val_split": setup.split, "seed": seed},
-                        dataset=data.describe(), parent=None, history=history, train_seconds=history.seconds,
-                        execution=history.execution, tflite=tflite_size(net))
+    record = RunRecord.new("train", {**setup.to_dict(), "val_split": setup.split, **cfg.to_dict()}, seed=seed,
+                           data_spec={"data": setup.data, "val_split": setup.split, "seed": seed},
+                           dataset=data.describe(), history=history, train_seconds=history.seconds,
+                           execution=history.execution, tflite=tflite_size(net), resolved=setup.resolved() or None)
     return net, finish(net, data, record, folder, title=f"{setup.model} on {setup.data}")
 
 
@@ -223,11 +214,12 @@ def import_model(source, out, data, loss=None, metric=None, overwrite=False):
             f"--from {source}: already a model directory; compress it directly")
     ref = _bare_reference(source, data, loss, metric)
     with staged_dir(out, overwrite) as tmp:
-        record = run_record("import", {}, seed=0, parent=None, tflite=tflite_size(ref.model),
-                            **{k: ref.run[k] for k in ("source", "data_spec", "dataset", "objective", "train")})
+        record = RunRecord.new("import", {}, seed=0, tflite=tflite_size(ref.model), source=ref.run.source,
+                               data_spec=ref.run.data_spec, dataset=ref.run.dataset, objective=ref.run.objective,
+                               train=ref.run.train)
         record = finish(ref.model, ref.data, record, tmp, title=f"{ref.model.name} on {ref.data.name}")
-    print(f"imported {record['source']['path']} into {out}: " + ", ".join(
-        f"{k} {v:.4g}" for k, v in record["metrics"].items() if isinstance(v, float)))
+    print(f"imported {record.source['path']} into {out}: " + ", ".join(
+        f"{k} {v:.4g}" for k, v in record.metrics.items() if isinstance(v, float)))
     return record
 
 
@@ -274,11 +266,11 @@ def compress_one(ref, settings, folder, seed=0, label=""):
     stats["total"].update({f"reference_{k}": v for k, v in ref.tflite_size().items()})
     parent = str(ref.folder) if ref.folder else None
     root = root_of(ref.run, parent, stats["total"])
-    record = run_record("compress", {"method": settings.NAME, **settings.to_dict()}, seed=seed, label=label,
-                        parent=parent, root=root, data_spec=ref.data_spec,
-                        **{k: ref.run[k] for k in ("source", "objective") if ref.run.get(k)}, dataset=ref.data.describe(),
-                        train=ref.train.to_dict(), reference_metrics=ref.run.get("metrics"), compression=stats,
-                        history=result.history, method=result.record, compress_seconds=seconds)
+    record = RunRecord.new("compress", {"method": settings.NAME, **settings.to_dict()}, seed=seed, label=label,
+                           parent=parent, root=root, data_spec=ref.data_spec, source=ref.run.source,
+                           objective=ref.run.objective, dataset=ref.data.describe(), train=ref.train.to_dict(),
+                           reference_metrics=ref.run.metrics, compression=stats, history=result.history,
+                           method=result.record, resolved=result.resolved or None, compress_seconds=seconds)
     finish(result.model, ref.data, record, folder, title=f"{settings.NAME} {label}".strip(), plot=result.plots)
     print(f"\n[{settings.NAME} {label}] " + summary_line(record, ref.data))
     print(format_stats(stats))
@@ -289,7 +281,7 @@ def root_of(parent_run, parent, total):
     """The first reference of a chain of compressions (train → prune → cluster → LC): the parent's own
     root, or the parent when it is a reference; adds ``root_bits_ratio`` (root's bits / these bits)
     to ``total``, beside ``bits_ratio`` (the parent's bits / these bits)."""
-    root = parent_run.get("root") or {"path": parent, "bits": total["reference_bits"]}
+    root = parent_run.root or {"path": parent, "bits": total["reference_bits"]}
     total["root_bits_ratio"] = root["bits"] / total["bits"] if total["bits"] else float("inf")
     return root
 
@@ -297,10 +289,9 @@ def root_of(parent_run, parent, total):
 def summary_line(record, data):
     """``test error 4.1 % (reference 3.9 %) · 12.3x fewer bits · TFLite gzip 20 KiB``."""
     key = primary_metric(data)
-    m, ref = record["metrics"], record.get("reference_metrics") or {}
     unit = {"test_error": " %", "max_error": " positions"}.get(key, "")
     name = {"test_error": "test error", "max_error": "ε"}.get(key, f"test {key}")
-    t = record["compression"]["total"]
-    return (f"{name} {m[key]:.2f}{unit} (reference {ref.get(key, float('nan')):.2f}{unit}) · "
+    t, ref = record.total_compression, record.reference_metric(key, float("nan"))
+    return (f"{name} {record.metric(key):.2f}{unit} (reference {ref:.2f}{unit}) · "
             f"{t['bits_ratio']:.1f}x fewer bits · TFLite gzip {t['tflite_gzip_bytes'] / 1024:.1f} KiB "
             f"(reference {t['reference_tflite_gzip_bytes'] / 1024:.1f} KiB)")

@@ -8,8 +8,8 @@ short ``compress --method auto`` search (:data:`DEMO_AUTO`: three trials of shor
 from pathlib import Path
 
 from kcompress import pipeline
-from kcompress.core.modeldir import read_run
 from kcompress.core.modelspec import ModelSettings
+from kcompress.core.record import RunRecord
 from kcompress.core.settings import expand
 from kcompress.methods import settings_class
 from kcompress.reporting.tables import write_table
@@ -64,9 +64,9 @@ def summary_rows(models, reports):
     """One row per model: its metric, bit ratio, file sizes, latency and check."""
     rows = []
     for label, path in models.items():
-        run, files = read_run(path), {r["variant"]: r for r in reports[label]["files"]}
-        rows.append({"model": label, "test_error": run["metrics"]["test_error"],
-                     "bits_ratio": (run.get("compression") or {}).get("total", {}).get("bits_ratio", 1.0),
+        run, files = RunRecord.read(path), {r["variant"]: r for r in reports[label]["files"]}
+        rows.append({"model": label, "test_error": run.metric("test_error"),
+                     "bits_ratio": run.total_compression["bits_ratio"],
                      "tflite_kib": files["tflite-float32"]["gzip_bytes"] / 1024,
                      "int8_kib": files["tflite-int8"]["gzip_bytes"] / 1024,
                      "onnx_ms": files["onnx"]["batch_latency_ms"],

@@ -92,3 +92,11 @@ def test_console_entry_point_exits_2_on_bad_input(tmp_path):
     lines = [l for l in proc.stderr.splitlines() if l.startswith("kcompress")]
     assert lines == ["kcompress: error: --epochs must be positive, got -3"] and "Traceback" not in proc.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_help_offers_comma_list_sweeps_only_where_the_command_expands_them(capsys):
+    """compress sweeps a comma list; train takes one value per flag, so its help promises none."""
+    for command, promised in (("train", False), ("compress", True)):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert ("a comma list sweeps" in " ".join(capsys.readouterr().out.split())) is promised

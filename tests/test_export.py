@@ -27,7 +27,7 @@ def test_every_file_is_written_and_checked_on_the_full_test_set(export_report, r
 def test_float_exports_match_keras_and_int8_agrees(export_report, reference):
     _, report = export_report
     rows = {r["variant"]: r for r in report["files"]}
-    keras_error = reference.run["metrics"]["test_error"]
+    keras_error = reference.run.metric("test_error")
     for v in ("tflite-float32", "onnx"):
         assert rows[v]["max_abs_diff"] <= 1e-4 and rows[v]["agreement"] == 1.0
         assert rows[v]["value"] == pytest.approx(keras_error, abs=0.011)
@@ -51,7 +51,7 @@ def test_the_reference_tflite_size_is_reused_only_for_the_weights_it_was_measure
     calls = []
     real = convert.tflite_size
     monkeypatch.setattr(convert, "tflite_size", lambda m: calls.append(1) or real(m))
-    recorded = reference.run["tflite"]
+    recorded = reference.run.tflite
     fresh = replace(reference, _tflite_size=None)
     assert fresh.tflite_size() == {k: recorded[k] for k in ("tflite_bytes", "tflite_gzip_bytes")} and not calls
     changed = replace(reference, model=_scaled_copy(reference.model), _tflite_size=None)

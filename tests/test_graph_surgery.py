@@ -8,6 +8,7 @@ import pytest
 from kcompress.backend import keras
 from kcompress.core.channels import Channels
 from kcompress.core.data import Dataset
+from kcompress.core.record import RunRecord
 from kcompress.core.surgery import output_layers, rebuild
 from kcompress.errors import UsageError
 from kcompress.methods import get_method, settings_class
@@ -159,7 +160,7 @@ def _reference(model, images):
     data = Dataset(name="digits", x_train=images["x_train"], y_train=images["y_train"], x_val=images["x_test"][:32],
                    y_val=images["y_test"][:32], x_test=images["x_test"], y_test=images["y_test"],
                    task="classification", num_classes=10, head="softmax")
-    return Reference(model=model, run={}, data=data, train=TrainConfig(epochs=1, verbose=0, lr=0.01))
+    return Reference(model=model, run=RunRecord(), data=data, train=TrainConfig(epochs=1, verbose=0, lr=0.01))
 
 
 def test_pruner_removes_channels_of_the_residual_cnn_and_exports_to_onnx(images):

@@ -10,6 +10,7 @@ from usermodels import branchy_cnn, image_arrays, residual_cnn
 
 from kcompress.backend import keras, set_seed
 from kcompress.core.data import Dataset
+from kcompress.core.record import RunRecord
 from kcompress.core.stats import array_bits, compression_stats
 from kcompress.errors import UsageError
 from kcompress.methods import settings_class
@@ -30,7 +31,8 @@ def data():
 
 
 def reference(model, data):
-    return Reference(model=model, run={}, data=data, train=TrainConfig(optimizer="adam", lr=1e-3, verbose=0, **QUICK))
+    return Reference(model=model, run=RunRecord(), data=data,
+                     train=TrainConfig(optimizer="adam", lr=1e-3, verbose=0, **QUICK))
 
 
 def build(name):

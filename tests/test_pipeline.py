@@ -104,11 +104,11 @@ def test_a_model_file_replaced_after_its_record_is_measured_again(reference_dir,
     shutil.copytree(reference_dir, folder)
     recorded = json.loads((folder / "run.json").read_text())
     assert recorded["weights_sha1"]
-    assert load_reference(folder).run["metrics"] == recorded["metrics"] and not capsys.readouterr().err
+    assert load_reference(folder).run.metrics == recorded["metrics"] and not capsys.readouterr().err
     model = load_reference(folder).model
     model.set_weights([w * 0.5 for w in model.get_weights()])
     save_model(model, folder)
     ref = load_reference(folder)
     assert "holds other weights than its run.json was written for" in capsys.readouterr().err
-    assert ref.run["metrics"] == evaluate_model(ref.model, ref.data) != recorded["metrics"]
-    assert "tflite" not in ref.run
+    assert ref.run.metrics == evaluate_model(ref.model, ref.data) != recorded["metrics"]
+    assert ref.run.tflite is None and "tflite" not in ref.run.to_dict()

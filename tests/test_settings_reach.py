@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from kcompress.core.settings import base_type
 from kcompress.errors import UsageError
 from kcompress.methods import REGISTRY, settings_class
 from kcompress.methods.base import FinetuneSettings, finetune_config
@@ -65,7 +66,7 @@ def _candidates(field, tmp_path):
         return [TEXT[field.name]]
     if field.metadata.get("choices"):
         return [c for c in field.metadata["choices"] if c != field.default]
-    d, kind = field.default, field.type
+    d, kind = field.default, base_type(field.type)  # Optional[int] -> int
     if d is None:
         return ["3"] if kind is int else ["0.5"]
     if kind is int:
@@ -106,7 +107,7 @@ def test_every_setting_given_on_the_command_line_reaches_the_stages(name, tmp_pa
 
 # A bad value of every setting the shared settings check; the others are checked by their choices or parser,
 # or against the model at run time (--layers).
-BAD = {"lr": "-1", "momentum": "5", "epochs": "-1", "gamma": "0", "step_size": "0", "patience": "-3"}
+BAD = {"lr": "-1", "momentum": "5", "epochs": "-1", "gamma": "0", "step_size": "0", "patience": "-3", "curve_every": "-2"}
 UNCHECKED = {"layers", "batch_size", "optimizer", "lr_schedule"}
 
 

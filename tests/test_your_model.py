@@ -62,8 +62,8 @@ def test_softmax_integer_labels_use_the_probabilities_loss(cnn, images):
     from kcompress.backend import keras
 
     ref, loss, before, after = _loss_and_drop(cnn, images)
-    assert ref.data.head == "softmax" and ref.run["objective"]["loss"] == "xent"
-    assert ref.run["objective"]["loss_from"] == "compiled into the model"
+    assert ref.data.head == "softmax" and ref.run.objective_of("loss") == "xent"
+    assert ref.run.objective_of("loss_from") == "compiled into the model"
     assert isinstance(loss, keras.losses.SparseCategoricalCrossentropy) and not loss.get_config()["from_logits"]
     probs = cnn.predict(ref.data.x_train, verbose=0)  # never a softmax on a softmax: the value is Keras' own
     expected = float(keras.losses.sparse_categorical_crossentropy(ref.data.y_train, probs).numpy().mean())
@@ -73,8 +73,8 @@ def test_softmax_integer_labels_use_the_probabilities_loss(cnn, images):
 def test_softmax_one_hot_labels_are_read_as_classes(cnn, images):
     ref, _, before, after = _loss_and_drop(cnn, um.one_hot(images))
     assert ref.data.task == "classification" and ref.data.num_classes == 10 and ref.data.y_train.ndim == 1
-    assert ref.run["dataset"]["labels"].startswith("one-hot") and after < before
-    assert ref.run["metrics"]["test_error"] == pytest.approx(api.evaluate(cnn, images)["test_error"])
+    assert ref.run.dataset["labels"].startswith("one-hot") and after < before
+    assert ref.run.metric("test_error") == pytest.approx(api.evaluate(cnn, images)["test_error"])
 
 
 def test_logits_head(images):
@@ -93,7 +93,7 @@ def test_sigmoid_binary_classifier():
     assert isinstance(loss, keras.losses.BinaryCrossentropy) and not loss.get_config()["from_logits"]
     p = model.predict(arrays["x_test"], verbose=0)[:, 0]
     expected = 100 * np.mean((p > 0.5) != arrays["y_test"])  # threshold 0.5 on the one unit
-    assert ref.run["metrics"]["test_error"] == pytest.approx(expected) and after < before
+    assert ref.run.metric("test_error") == pytest.approx(expected) and after < before
     floats = {**arrays, **{k: arrays[k].astype(np.float32) for k in ("y_train", "y_test")}}
     assert _loss_and_drop(model, floats)[0].data.head == "sigmoid"  # 0.0/1.0 targets: the same two classes
 
@@ -102,9 +102,9 @@ def test_regression_uses_mse_and_reports_it():
     arrays = um.regression_arrays()
     model = um.trained(um.regression_mlp(), arrays, "mse", epochs=3)
     ref, loss, before, after = _loss_and_drop(model, arrays)
-    assert ref.data.head == "linear" and ref.run["objective"]["metric"] == "mse" and after < before
+    assert ref.data.head == "linear" and ref.run.objective_of("metric") == "mse" and after < before
     mse = float(np.mean((model.predict(arrays["x_test"], verbose=0) - arrays["y_test"]) ** 2))
-    assert ref.run["metrics"]["mse"] == pytest.approx(mse, rel=1e-4)
+    assert ref.run.metric("mse") == pytest.approx(mse, rel=1e-4)
     assert _loss_and_drop(model, arrays, loss="mae")[0].train.loss == "mae"  # --loss wins over the file's
 
 

@@ -20,7 +20,7 @@ def shown(value):
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def add_option(group, field, default_note=None):
+def add_option(group, field, default_note=None, sweeps=True):
     """Add the flag of settings ``field`` to ``group``."""
     meta, kind = field.metadata, base_type(field.type)
     text = meta["help"]
@@ -28,7 +28,7 @@ def add_option(group, field, default_note=None):
         text += f" ({default_note})"
     elif field.default not in (None, ()) and not isinstance(field.default, bool):
         text += f" (default: {shown(field.default)})"
-    if meta.get("sweep") and kind in (int, float, str):
+    if sweeps and meta.get("sweep") and kind in (int, float, str):
         text += "; a comma list sweeps"
     kwargs = dict(dest=field.name, default=argparse.SUPPRESS, help=text.replace("%", "%%"))
     if kind is bool:
@@ -41,10 +41,10 @@ def add_option(group, field, default_note=None):
     group.add_argument(flag_name(field.name), metavar=metavar, **kwargs)
 
 
-def add_settings(group, cls, skip=(), note=None):
+def add_settings(group, cls, skip=(), note=None, sweeps=True):
     """A flag for every command-line field of settings class ``cls`` not in ``skip``;
-    ``note(field)`` may replace the default shown in the help."""
+    ``note(field)`` may replace the default shown in the help; ``sweeps``: the command expands comma lists."""
     for field in cls.options():
         if field.metadata.get("cli", True) and field.name not in skip:
-            add_option(group, field, note(field) if note else None)
+            add_option(group, field, note(field) if note else None, sweeps)
 

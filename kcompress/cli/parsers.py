@@ -135,8 +135,8 @@ def _train_parser(sub):
     p.add_argument("--strategy", choices=STRATEGIES, default=argparse.SUPPRESS,
                    help="tf.distribute: mirrored = local GPUs (or KCOMPRESS_CPU_DEVICES logical CPUs); "
                         "multiworker = the processes in TF_CONFIG, each running this command (default: none)")
-    add_settings(p.add_argument_group("model and data"), ModelSettings)
-    add_settings(p.add_argument_group("training"), TrainConfig)
+    add_settings(p.add_argument_group("model and data"), ModelSettings, sweeps=False)
+    add_settings(p.add_argument_group("training"), TrainConfig, sweeps=False)
     _common(p)
 
 
@@ -214,8 +214,8 @@ def _tune_parser(sub, method):
         add_settings(p.add_argument_group("reference: its data, loss and metric"), Source)
         _method_flags(p, method)
     else:
-        add_settings(p.add_argument_group("model and data (base settings of training trials)"), ModelSettings)
-        add_settings(p.add_argument_group("training (base settings of training trials)"), TrainConfig)
+        add_settings(p.add_argument_group("model and data (base settings of training trials)"), ModelSettings, sweeps=False)
+        add_settings(p.add_argument_group("training (base settings of training trials)"), TrainConfig, sweeps=False)
     _common(p)
 
 

@@ -1,9 +1,9 @@
 """Model directories and output folders: written whole or not at all.
 
 A model directory holds ``model.keras`` (the Keras model, no optimizer state), ``run.json``
-(command, settings, versions, seed, history, metrics, compression statistics, parent) and
-plots. Outputs are built in a hidden sibling folder and renamed into place only when
-complete, so a failure or a kill never leaves a half-written directory under the real name.
+(the run record: :class:`kcompress.core.record.RunRecord`) and plots. Outputs are built in a
+hidden sibling folder and renamed into place only when complete, so a failure or a kill never
+leaves a half-written directory under the real name.
 """
 import contextlib
 import hashlib
@@ -13,7 +13,6 @@ import platform
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -245,16 +244,19 @@ def load_model(folder):
         raise UsageError(f"--from {folder}: cannot load {MODEL_FILE} ({e.__class__.__name__}: {str(e)[:200]})") from None
 
 
-def read_run(folder):
-    """The parsed ``run.json`` of a model directory (exit 2 if missing or corrupt)."""
-    path = Path(folder) / RUN_FILE
-    require(path.is_file(), f"--from {folder}: no {RUN_FILE}")
+def read_run(folder, where=None):
+    """The JSON object of a model directory's ``run.json``, checked to be a kcompress record; exit 2 (messages
+    starting with ``where``, default ``--from FOLDER``) if not. Code reads it typed: ``RunRecord.read``."""
+    where, path = where or f"--from {folder}", Path(folder) / RUN_FILE
+    require(path.is_file(), f"{where}: no {RUN_FILE}")
     try:
         run = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"--from {folder}: {RUN_FILE} is not valid JSON ({e})") from None
-    require(isinstance(run, dict), f"--from {folder}: {path} holds a JSON {type(run).__name__}, not a kcompress run record")
-    require(isinstance(run.get("settings"), dict), f"--from {folder}: {path} has no settings (not written by kcompress)")
+        raise UsageError(f"{where}: {RUN_FILE} is not valid JSON ({e})") from None
+    except OSError as e:
+        raise UsageError(f"{where}: {RUN_FILE} cannot be read ({e.strerror})") from None
+    require(isinstance(run, dict), f"{where}: {path} holds a JSON {type(run).__name__}, not a kcompress run record")
+    require(isinstance(run.get("settings"), dict), f"{where}: {path} has no settings (not written by kcompress)")
     return run
 
 
@@ -271,29 +273,3 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def versions():
-    """Versions of the libraries that decide a run's numbers."""
-    import importlib.metadata as md  # read only when a record is written
-
-    pkgs = ("kcompress", "tensorflow", "tf-keras", "tensorflow-model-optimization", "keras-tuner", "tf2onnx", "onnxruntime", "ai-edge-litert", "numpy")
-    out = {"python": platform.python_version()}
-    for p in pkgs:
-        try:
-            out[p] = md.version(p)
-        except md.PackageNotFoundError:
-            out[p] = None
-    return out
-
-
-def run_record(kind, settings, **extra):
-    """The common head of every ``run.json``: what ran, with what, when and where."""
-    return {
-        "kind": kind,
-        "command": sys.argv if Path(sys.argv[0]).name in ("cli.py", "kcompress") else None,
-        "settings": settings,
-        "versions": versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **extra,
-    }

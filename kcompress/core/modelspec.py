@@ -4,6 +4,7 @@ The zoo's names and default widths live here so that ``--help`` lists them witho
 anything; :mod:`kcompress.core.zoo` builds the models.
 """
 from dataclasses import dataclass
+from typing import Optional
 
 from kcompress.core.settings import Settings, option
 from kcompress.errors import UsageError, require
@@ -48,16 +49,21 @@ class ModelSettings(Settings):
 
     model: str = option("lenet300", "zoo model", choices=MODEL_NAMES)
     data: str = option("mnist-sample", f"dataset: {DATA_HELP}")
-    hidden: tuple = option(None, "hidden Dense widths, e.g. 300,100 ('none' for no hidden layer; unset: the "
-                                 "model's own)", parse=parse_hidden, sweep=True, metavar="W,W,...")
+    hidden: Optional[tuple] = option(None, "hidden Dense widths, e.g. 300,100 ('none' for no hidden layer; unset: "
+                                           "the model's own)", parse=parse_hidden, sweep=True, metavar="W,W,...")
     activation: str = option("relu", "hidden-layer activation", choices=ACTIVATIONS, sweep=True)
     strict_keys: bool = option(False, "refuse a key file whose keys are unsorted or repeated (default: sort and "
                                       "deduplicate them, with a notice)")
-    val_split: float = option(None, "share of train held out for validation (unset: 0.1, and 0 for learned-index "
-                                    "keys: an index must hold every key)")
+    val_split: Optional[float] = option(None, "share of train held out for validation (unset: 0.1, and 0 for "
+                                              "learned-index keys: an index must hold every key)")
 
     def check(self):
         require(self.val_split is None or 0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}")
+
+    def resolved(self):
+        """The values unset fields take in a run, for ``run.json``: the zoo model's own hidden widths (the
+        validation share is recorded resolved in the settings themselves)."""
+        return {"hidden": list(ZOO_DEFAULT_HIDDEN[self.model])} if self.hidden is None else {}
 
     @property
     def split(self):

@@ -1,7 +1,9 @@
 """Losses and metrics: what a model is trained on and judged by.
 
 Losses: ``xent`` (cross-entropy), ``mse``, ``mae``, and ``lse`` — the log-sum-exp of the
-absolute errors, a smooth maximum that trains a learned index for its worst error ε.
+absolute errors, a smooth maximum that trains a learned index for its worst error ε. An mse or mae
+regression averages its outputs' errors (``--loss-reduction mean``, Keras's) or sums them (``sum``;
+``per-output``: the same sum, each output's term also logged as ``loss_out<k>``).
 Metrics: ``error`` (% misclassified, from Keras' accuracy) for classification; ``max_error`` (ε, in positions),
 ``mae`` and ``mse`` for regression. :func:`scores` computes the same numbers exactly with numpy on
 whole splits; the Keras metrics are for per-epoch history.
@@ -35,6 +37,43 @@ class LogSumExpError(keras.losses.Loss):
         return {**super().get_config(), "temperature": self.temperature}
 
 
+def output_errors(y_true, y_pred, kind):
+    """Squared (mse) or absolute (mae) error per sample and output: what a loss reduction combines."""
+    y_pred = tf.convert_to_tensor(y_pred)
+    err = tf.reshape(tf.cast(y_true, y_pred.dtype), tf.shape(y_pred)) - y_pred
+    return tf.square(err) if kind == "mse" else tf.abs(err)
+
+
+@keras.utils.register_keras_serializable("kcompress")
+class SummedOutputError(keras.losses.Loss):
+    """mse or mae summed over the outputs, where Keras's average them (note 002's earlier regression loss)."""
+
+    def __init__(self, kind="mse", name=None, **kwargs):
+        super().__init__(name=name or kind, **kwargs)
+        self.kind = kind
+
+    def call(self, y_true, y_pred):
+        return tf.reduce_sum(output_errors(y_true, y_pred, self.kind), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind}
+
+
+@keras.utils.register_keras_serializable("kcompress")
+class OutputLoss(keras.metrics.Mean):
+    """One output's term of a per-output loss over the samples seen, so that each is logged on its own."""
+
+    def __init__(self, index=0, kind="mse", name=None, **kwargs):
+        super().__init__(name=name or f"loss_out{index}", **kwargs)
+        self.index, self.kind = int(index), kind
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(output_errors(y_true, y_pred, self.kind)[..., self.index], sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "index": self.index, "kind": self.kind}
+
+
 class BinaryXent(keras.losses.BinaryCrossentropy):
     """Binary cross-entropy of class labels (shape (n,)) against one output unit (shape (n, 1)): the
     labels take the outputs' shape first, where Keras would broadcast them to (n, n) for numpy inputs."""
@@ -49,12 +88,17 @@ def head_of(data):
     return data.head or ("logits" if data.task == "classification" else "linear")
 
 
-def get_loss(name, data, lse_temperature=1e-3):
-    """The Keras loss for ``--loss name`` on ``data`` (its task and head); ``None`` picks xent/mse by task."""
+def get_loss(name, data, lse_temperature=1e-3, reduction="mean"):
+    """The Keras loss for ``--loss name`` on ``data`` (its task and head); ``None`` picks xent/mse by task;
+    ``reduction`` (``--loss-reduction``) ``sum`` or ``per-output`` sums an mse/mae regression over its outputs."""
     name = name or default_loss(data.task)
     require(name in LOSSES, f"unknown --loss {name!r} (one of {', '.join(LOSSES)})")
     require(name != "xent" or data.task == "classification",
             "--loss xent needs class labels; use mse, mae or lse for regression")
+    require(reduction == "mean" or name in ("mse", "mae"),
+            f"--loss-reduction {reduction} combines the outputs of an mse or mae regression, not of --loss {name}")
+    if reduction != "mean":
+        return SummedOutputError(name)
     head = head_of(data)
     if name == "xent" and head in BINARY:
         return BinaryXent(from_logits=head == "binary-logit", name="xent")
@@ -157,6 +201,14 @@ def keras_metrics(data):
     if data.task == "classification":
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]  # error %: ErrorFromAccuracy
     return [MaxAbsError(data.y_scale), ScaledMAE(data.y_scale)]
+
+
+def output_losses(name, data, reduction):
+    """The per-output loss terms logged beside the loss (``loss_out0``, ...) under ``per-output``, else none."""
+    if reduction != "per-output":
+        return []
+    outputs = int(data.y_train.shape[-1]) if data.y_train.ndim > 1 else 1
+    return [OutputLoss(k, name or default_loss(data.task)) for k in range(outputs)]
 
 
 def primary_metric(task):

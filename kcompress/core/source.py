@@ -12,6 +12,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from kcompress.core.data import check_spec
 from kcompress.core.modeldir import MODEL_FILE, RUN_FILE, check_out_dir, is_model_dir
@@ -36,12 +37,12 @@ class Source(Settings):
     """The data, loss and metric of a reference; unset: what its model directory recorded, or for a
     bare model file what the file and its output layer imply."""
 
-    data: str = option(None, "dataset: mnist-sample, mnist, keys:DIST:N, keys-file:PATH or PATH.npz (needed with a "
-                             "model file; unset: the data the model directory was made with)")
-    loss: str = option(None, "loss of fine-tuning (unset: the model directory's; for a model file the loss compiled "
-                             "into it, else xent for classes, mse for regression)", choices=LOSSES)
-    metric: str = option(None, "headline metric (unset: the model directory's; else error % for classes, max_error "
-                               "(ε) for keys, mse for other regression)", choices=METRICS)
+    data: Optional[str] = option(None, "dataset: mnist-sample, mnist, keys:DIST:N, keys-file:PATH or PATH.npz "
+                                       "(needed with a model file; unset: the data the model directory was made with)")
+    loss: Optional[str] = option(None, "loss of fine-tuning (unset: the model directory's; for a model file the loss "
+                                       "compiled into it, else xent for classes, mse for regression)", choices=LOSSES)
+    metric: Optional[str] = option(None, "headline metric (unset: the model directory's; else error % for classes, "
+                                         "max_error (ε) for keys, mse for other regression)", choices=METRICS)
 
 
 def model_kind(path):

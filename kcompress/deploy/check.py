@@ -157,7 +157,7 @@ def export_and_check(ref, out, s, overwrite=False, seed=0):
             row["passed"] = not row["strict"] or row["max_abs_diff"] <= s.tolerance
             rows.append(row)
         report = {"from": str(ref.folder) if ref.folder else f"model {ref.model.name}", "data": ref.data.name, "n_test": int(len(ref.data.x_test)),
-                  "tolerance": s.tolerance, "opset": s.opset, "keras_metric": ref.run.get("metrics"),
+                  "tolerance": s.tolerance, "opset": s.opset, "keras_metric": ref.run.metrics,
                   "files": rows, "passed": all(r["passed"] for r in rows)}
         write_json(tmp / "report.json", report)
         (tmp / "report.md").write_text(format_report(report) + "\n")

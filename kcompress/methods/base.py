@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Callable, ClassVar, Optional, Protocol
 
 from kcompress.core.data import Dataset
+from kcompress.core.record import TFLITE_KEYS, RunRecord
 from kcompress.core.settings import Settings, option, positive
 from kcompress.core.stats import weights_digest
 from kcompress.errors import require
 from kcompress.training.config import LR_SCHEDULES, OPTIMIZERS, TrainConfig, batch_size
 
 REFERENCE = "the reference's"
-TFLITE_KEYS = ("tflite_bytes", "tflite_gzip_bytes")
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,18 @@ class MethodSettings(Settings):
     REDUCES: ClassVar[tuple] = ("bits", "gzip-tflite")
     THEN: ClassVar[tuple] = ()
 
-    layers: str = option(None, "comma-separated layer names to compress (unset: the method's choice)")
-    batch_size: object = option(None, f"mini-batch size or 'full' (unset: {REFERENCE})", parse=batch_size, sweep=True)
-    optimizer: str = option(None, f"optimizer (unset: {REFERENCE})", choices=OPTIMIZERS, sweep=True)
-    lr: float = option(None, f"learning rate (unset: {REFERENCE})", sweep=True)
-    momentum: float = option(None, f"SGD momentum (unset: {REFERENCE})", sweep=True)
+    layers: Optional[str] = option(None, "comma-separated layer names to compress (unset: the method's choice)")
+    batch_size: Optional[object] = option(None, f"mini-batch size or 'full' (unset: {REFERENCE})", parse=batch_size,
+                                          sweep=True)
+    optimizer: Optional[str] = option(None, f"optimizer (unset: {REFERENCE})", choices=OPTIMIZERS, sweep=True)
+    lr: Optional[float] = option(None, f"learning rate (unset: {REFERENCE})", sweep=True)
+    momentum: Optional[float] = option(None, f"SGD momentum (unset: {REFERENCE})", sweep=True)
+    curve_every: Optional[int] = option(None, "learning curve every N optimizer steps, in steps.csv and steps.png "
+                                              f"(0: per epoch only; unset: {REFERENCE})")
 
     def check(self):
         positive(self.lr, "--lr")
+        positive(self.curve_every, "--curve-every", allow_zero=True)
         require(self.momentum is None or 0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
 
     def train_overrides(self):
@@ -82,7 +86,7 @@ class Reference:
     """The trained model a method compresses, with everything known about how it was made."""
 
     model: object
-    run: dict
+    run: RunRecord
     data: Dataset
     train: TrainConfig
     folder: Optional[Path] = None
@@ -93,11 +97,10 @@ class Reference:
         """The ``--from`` flags that load this reference again: a bare model file also needs its
         ``--data`` (and the ``--loss``/``--metric`` given for it)."""
         args = ["--from", str(self.folder.resolve()) if self.folder else "MODEL"]
-        if self.run.get("kind") == "import" and "created" not in self.run:  # a bare model, not a directory
-            objective = self.run.get("objective") or {}
+        if self.run.kind == "import" and self.run.created is None:  # a bare model, not a directory
             args += ["--data", self.data_spec.get("data")]
-            args += [f for key in ("loss", "metric") if objective.get(f"{key}_from") == f"--{key}"
-                     for f in (f"--{key}", objective[key])]
+            args += [f for key in ("loss", "metric") if self.run.objective_of(f"{key}_from") == f"--{key}"
+                     for f in (f"--{key}", self.run.objective_of(key))]
         return args
 
     def tflite_size(self):
@@ -106,8 +109,7 @@ class Reference:
         every setting of a sweep and every tuner trial compares with them. Converting
         LeNet-300-100 costs ~0.8 s, once per command without a record that still holds."""
         if self._tflite_size is None:
-            total = (self.run.get("compression") or {}).get("total") or {}
-            recorded = self.run.get("tflite") or {k: total.get(k) for k in (*TFLITE_KEYS, "weights_sha1")}
+            recorded = self.run.tflite_sizes
             if recorded.get("weights_sha1") != weights_digest(self.model.get_weights()):
                 from kcompress.deploy.convert import tflite_size
 
@@ -118,12 +120,14 @@ class Reference:
 
 @dataclass
 class CompressionResult:
-    """A method's output: a plain Keras model plus what it wants recorded and drawn."""
+    """A method's output: a plain Keras model plus what it wants recorded and drawn; ``resolved``
+    holds the values its unset settings took (see :func:`unset_values`)."""
 
     model: object
     record: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
     plots: Optional[Callable[[Path], None]] = None
+    resolved: dict = field(default_factory=dict)
 
 
 class Method(Protocol):
@@ -140,6 +144,12 @@ def finetune_config(reference, settings, **method_choices):
     base = {**reference.train.to_dict(), "lr_schedule": "fixed", "patience": 0, **method_choices}
     base.update(settings.train_overrides())
     return TrainConfig.from_dict(base)
+
+
+def unset_values(settings, used):
+    """``{name: value}`` for each field left unset in ``settings`` that ``used`` (a mapping of what the run
+    trained with, e.g. its training config's ``to_dict()``) holds: ``run.json`` records them beside the None."""
+    return {k: used[k] for k, v in settings.to_dict().items() if v is None and k in used}
 
 
 def target_layers(model, names=None, kinds=("Dense", "Conv2D")):

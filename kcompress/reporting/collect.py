@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 
 from kcompress.core.modeldir import RUN_FILE, model_file_digest
+from kcompress.core.record import RunRecord
 from kcompress.errors import UsageError, require
 
 SHARED = ("shared", "sparse+shared")  # the encodings of core.stats that store a codebook
-REFERENCE_KINDS = ("train", "import")  # records of a model that is its own reference (the root of a chain)
 
 
 def model_dirs(paths):
@@ -41,12 +41,9 @@ def _natural(path):
 
 
 def read_record(folder):
-    """The ``run.json`` of ``folder`` (exit 2 naming it if it is not a kcompress record)."""
-    try:
-        record = json.loads((Path(folder) / RUN_FILE).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"report: {folder}/{RUN_FILE} cannot be read ({e.__class__.__name__})") from None
-    require(isinstance(record, dict) and "metrics" in record, f"report: {folder}/{RUN_FILE} has no metrics")
+    """The record of ``folder`` (exit 2 naming it if it is not a kcompress record with metrics)."""
+    record = RunRecord.read(folder, where=f"report: {folder}")
+    require(record.metrics is not None, f"report: {folder}/{RUN_FILE} has no metrics")
     return record
 
 
@@ -60,11 +57,9 @@ def metric_keys(metrics):
 def series(record):
     """The line a model belongs to in the figures: its method, and for LC its compression types
     (``lc prune-l0``, ``lc quant+prune-l0``), as LC's types differ more than methods do."""
-    settings = record.get("settings") or {}
-    method = settings.get("method", "reference")
-    if method != "lc":
-        return method
-    tasks = (record.get("method") or {}).get("tasks", [])
+    if record.method_name != "lc":
+        return record.method_name
+    tasks = record.method_detail("tasks", [])
     return "lc " + ",".join(sorted({compression_types(t["task"]) for t in tasks}))
 
 
@@ -83,59 +78,57 @@ def sweep_points(settings):
             for s in settings]
 
 
-def kernel_counts(compression):
-    """``(most distinct values in a kernel, codebook size or None)``; the codebook is the most
-    distinct values among kernels stored with shared values (None: the model is not quantized)."""
-    kernels = [a for layer in compression.get("layers", []) for n, a in layer["arrays"].items() if n == "kernel"]
+def kernel_counts(layers):
+    """``(most distinct values in a kernel, codebook size or None)`` over the compression statistics'
+    ``layers``; the codebook is the most distinct values among kernels stored with shared values (None:
+    the model is not quantized)."""
+    kernels = [a for layer in layers for n, a in layer["arrays"].items() if n == "kernel"]
     distinct = max((a["distinct"] for a in kernels), default=None)
     shared = [a["distinct"] for a in kernels if a["encoding"] in SHARED]
     return distinct, (max(shared) if shared else None)
 
 
 def row(record, folder):
-    """One report row of the ``run.json`` ``record`` of model directory ``folder``."""
-    metrics, compression = record["metrics"], record.get("compression") or {}
-    total = compression.get("total", {})
+    """One report row of the :class:`RunRecord` ``record`` of model directory ``folder``."""
+    metrics, total = record.metrics, record.total_compression
     name, train_key, test_key = metric_keys(metrics)
-    distinct, codebook = kernel_counts(compression)
-    is_reference = record.get("kind") in REFERENCE_KINDS
-    return {"model": str(folder), "method": (record.get("settings") or {}).get("method", "reference"),
-            "series": series(record), "setting": record.get("label") or Path(folder).name,
-            "data": (record.get("data_spec") or {}).get("data"), "metric": name,
+    distinct, codebook = kernel_counts(record.layer_compression)
+    return {"model": str(folder), "method": record.method_name,
+            "series": series(record), "setting": record.label or Path(folder).name,
+            "data": record.data_name, "metric": name,
             "train": metrics.get(train_key), "test": metrics.get(test_key), "params": total.get("params"),
             "nonzeros": total.get("nonzeros"), "distinct": distinct, "codebook": codebook,
-            "bits_ratio": total.get("bits_ratio", 1.0 if is_reference else None),
-            "root_bits_ratio": total.get("root_bits_ratio", 1.0 if is_reference else _from_a_root(record, total)),
-            "tflite_gzip_bytes": total.get("tflite_gzip_bytes"), "parent": record.get("parent"),
+            "bits_ratio": total.get("bits_ratio"),
+            "root_bits_ratio": total["root_bits_ratio"] if "root_bits_ratio" in total else _from_a_root(record, total),
+            "tflite_gzip_bytes": total.get("tflite_gzip_bytes"), "parent": record.parent,
             "reference": _reference(record), "stale": _stale(record, folder)}
 
 
 def _from_a_root(record, total):
     """The bits ratio of a record written before roots were recorded, if its parent is a reference
     (the ratio against its parent is then the one against the root), else None."""
-    parent = Path(record.get("parent") or "")
     try:
-        kind = json.loads((parent / RUN_FILE).read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
+        parent = RunRecord.read(record.parent) if record.parent else None
+    except UsageError:
         return None
-    return total.get("bits_ratio") if kind in REFERENCE_KINDS else None
+    return total.get("bits_ratio") if parent and parent.is_reference else None
 
 
 def _stale(record, folder):
     """Whether ``folder``'s model file was replaced after its record was written (its metrics then
     describe other weights)."""
-    return record.get("model_sha1") not in (None, model_file_digest(folder))
+    return record.model_sha1 not in (None, model_file_digest(folder))
 
 
 def _reference(record):
     """The parent's row as the child's record describes it (None for a trained model)."""
-    ref_metrics, total = record.get("reference_metrics"), (record.get("compression") or {}).get("total", {})
+    ref_metrics, total = record.reference_metrics, record.total_compression
     if not ref_metrics:
         return None
     name, train_key, test_key = metric_keys(ref_metrics)
-    return {"model": record.get("parent"), "method": "reference", "series": "reference",
-            "setting": Path(record.get("parent") or "reference").name,
-            "data": (record.get("data_spec") or {}).get("data"), "metric": name,
+    return {"model": record.parent, "method": "reference", "series": "reference",
+            "setting": Path(record.parent or "reference").name,
+            "data": record.data_name, "metric": name,
             "train": ref_metrics.get(train_key), "test": ref_metrics.get(test_key),
             "params": total.get("reference_params"), "nonzeros": total.get("reference_nonzeros"), "bits_ratio": 1.0,
             "root_bits_ratio": _root_ratio(record, total.get("reference_bits")),
@@ -144,8 +137,7 @@ def _reference(record):
 
 def _root_ratio(record, bits):
     """The root reference's bits over ``bits`` (None for a record from before roots were recorded)."""
-    root = record.get("root") or {}
-    return root["bits"] / bits if root.get("bits") and bits else None
+    return record.root_bits / bits if record.root_bits and bits else None
 
 
 def collect(paths):

@@ -52,6 +52,26 @@ def training_curves(history, path, title="training", markers=(), color_by=None):
     save_figure(fig, path)
 
 
+def step_curves(rows, path, title="training"):
+    """Each quantity of ``rows`` (:mod:`kcompress.training.curves`) per optimizer step, train and validation."""
+    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in ("step", "epoch")
+            and not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.8), squeeze=False)
+    steps = [row["step"] for row in rows]
+    for ax, key in zip(axes[0], keys):
+        for name, label in ((key, "train"), (f"val_{key}", "validation")):
+            if any(name in row for row in rows):
+                ax.plot(steps, [row.get(name, np.nan) for row in rows], label=f"{label} {key}")
+        if key == "loss" and min(row[key] for row in rows) > 0:
+            ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
 def _segmented(ax, epochs, history, key, values, name):
     """``history[key]`` (solid) and ``history["val_" + key]`` (dashed) split into runs of equal
     ``values``, each run in the colour of its value on a viridis scale, with a colorbar."""

@@ -69,8 +69,8 @@ def slug(text):
 def write_sweep(records, folder):
     """``sweep.*`` (and ``sweep_grid.*`` over two or more settings) for the ``records`` of a sweep."""
     folder = Path(folder)
-    rows = [row(r, folder / r["label"]) for r in records]
-    points = sweep_points([r["settings"] for r in records])
+    rows = [row(r, folder / r.label) for r in records]
+    points = sweep_points([r.settings for r in records])
     axes = list(points[0])
     for r, p in zip(rows, points):
         r.update(p)

@@ -37,9 +37,9 @@ class FitHistory(dict):
 
 
 def fingerprint(model, data, cfg, initial_epoch=0, extra=None):
-    """A digest of what decides a run: weight shapes, training settings (not verbosity), the
+    """A digest of what decides a run: weight shapes, training settings (not verbosity or step curves), the
     data's arrays, the first epoch and the caller's ``extra`` (e.g. the seed and command)."""
-    settings = {k: v for k, v in cfg.to_dict().items() if k != "verbose"}
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("verbose", "curve_every")}
     spec = {"weights": [list(w.shape) for w in model.weights], "settings": settings, "data": digest(data),
             "initial_epoch": int(initial_epoch), "extra": extra}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()

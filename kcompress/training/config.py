@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 
 from kcompress.core.settings import Settings, option, positive
-from kcompress.core.tasks import LOSSES
+from kcompress.core.tasks import LOSS_REDUCTIONS, LOSSES
 from kcompress.errors import require
 
 OPTIMIZERS = ("sgd", "adam")
@@ -49,6 +49,13 @@ class TrainConfig(Settings):
     loss: str = option(None, "loss (unset: xent for classes, mse for regression); xent follows the output "
                              "(logits, softmax or one sigmoid unit); lse = log-sum-exp of |errors|, targets ε", choices=LOSSES, sweep=True)
     lse_temperature: float = option(1e-3, "temperature of the lse loss (in target units)", sweep=True)
+    loss_reduction: str = option("mean", "how an mse/mae regression loss combines a model's outputs: mean (the "
+                                         "average over outputs, Keras's), sum, or per-output (one loss term per "
+                                         "output, trained on their sum and logged as loss_out0, loss_out1, ...)",
+                                 choices=LOSS_REDUCTIONS, sweep=True)
+    curve_every: int = option(0, "also record the loss and metric, train (over the last N steps) and validation, "
+                                 "every N optimizer steps into steps.csv and steps.png (0: per epoch only); trains "
+                                 "one step per call, and each record costs one evaluation of the validation split")
     verbose: int = option(None, "Keras verbosity; unset: a progress bar on a terminal, a line per epoch otherwise",
                           cli=False)
 
@@ -62,6 +69,9 @@ class TrainConfig(Settings):
         positive(self.plateau_patience, "--plateau-patience")
         require(int(self.patience) >= 0, f"--patience must be >= 0, got {self.patience}")
         positive(self.lse_temperature, "--lse-temperature")
+        require(self.loss_reduction == "mean" or self.loss in (None, "mse", "mae"),
+                f"--loss-reduction {self.loss_reduction} needs --loss mse or mae, not {self.loss}")
+        require(int(self.curve_every) >= 0, f"--curve-every must be >= 0, got {self.curve_every}")
 
     def batch_for(self, n):
         return n if self.batch_size == "full" else int(self.batch_size)

@@ -12,9 +12,9 @@ import time
 import numpy as np
 
 from kcompress.backend import keras
-from kcompress.core.objectives import ErrorFromAccuracy, get_loss, keras_metrics
+from kcompress.core.objectives import ErrorFromAccuracy, get_loss, keras_metrics, output_losses
 from kcompress.errors import Terminated, TrainingDiverged
-from kcompress.training import tensorboard
+from kcompress.training import curves, tensorboard
 from kcompress.training.batches import training_input
 from kcompress.training.checkpoint import FitHistory, IntervalBackupAndRestore, fingerprint
 from kcompress.training.execution import choose_execution, fit_with_fallback
@@ -35,8 +35,8 @@ def compile_model(model, data, cfg, optimizer=None):
     with model.distribute_strategy.scope():
         model.compile(
             optimizer=optimizer or make_optimizer(cfg),
-            loss=get_loss(cfg.loss, data, cfg.lse_temperature),
-            metrics=keras_metrics(data),
+            loss=get_loss(cfg.loss, data, cfg.lse_temperature, cfg.loss_reduction),
+            metrics=keras_metrics(data) + output_losses(cfg.loss, data, cfg.loss_reduction),
         )
     return model
 
@@ -89,7 +89,8 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
     shapes, ``cfg``, data, ``run_key``: the caller's other settings, e.g. the seed) differs is
     discarded with a notice and training starts afresh;
     ``compile=False`` keeps an optimizer that the caller compiled (e.g. to carry momentum
-    across LC steps). Raises :class:`TrainingDiverged` if the loss becomes NaN/inf.
+    across LC steps); ``cfg.curve_every`` records learning curves per step (:mod:`kcompress.training.curves`).
+    Raises :class:`TrainingDiverged` if the loss becomes NaN/inf.
     ``steps_per_execution``/``jit_compile`` (None: automatic, see
     :func:`~kcompress.training.execution.choose_execution`) pick the execution path; ``planned_epochs``
     (default ``cfg.epochs``) are the epochs of the whole run when a caller trains the same model in several
@@ -100,13 +101,16 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
     if compile or penalties:
         compile_model(trainee, data, cfg, optimizer=None if compile else model.optimizer)
     guard = _NaNGuard()
-    all_callbacks = [ErrorFromAccuracy(), guard, *schedule_callbacks(cfg, data.has_val), *callbacks,
+    # the step curve before early stopping, whose restoring of the best weights would blur its last row
+    batch = cfg.batch_for(len(data.x_train))
+    curve = [curves.StepCurve(cfg.curve_every, data, batch, initial_epoch)] if int(cfg.curve_every) else []
+    all_callbacks = [ErrorFromAccuracy(), guard, *curve, *schedule_callbacks(cfg, data.has_val), *callbacks,
                      *tensorboard.callbacks()]
     backup = None
     if backup_dir:
         backup = IntervalBackupAndRestore(backup_dir, backup_interval, fingerprint(model, data, cfg, initial_epoch, run_key))
         all_callbacks.append(backup)
-    given = training_input(data, cfg.batch_for(len(data.x_train)))
+    given = training_input(data, batch)
     planned = int(planned_epochs or cfg.epochs) * int(given["steps_per_epoch"])
     execution = choose_execution(trainee, all_callbacks, steps_per_execution, jit_compile, planned)
     fit_args = dict(
@@ -121,10 +125,12 @@ def fit(model, data, cfg, penalties=(), callbacks=(), backup_dir=None, compile=T
     try:
         history = fit_with_fallback(trainee, fit_args, execution)
     except Exception:
+        curves.discard()
         if backup and not Terminated.requested:  # a failure leaves no checkpoint; a kill or an interrupt keeps it
             backup.discard()
         raise
     if guard.fired:
+        curves.discard()
         raise TrainingDiverged(
             f"the loss became NaN/inf at epoch {len(history.epoch) + int(initial_epoch)}: lower --lr "
             f"(now {cfg.lr}) or change --optimizer/--loss; nothing was saved"

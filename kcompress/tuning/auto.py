@@ -214,7 +214,7 @@ class AutoTrial(ReferenceTrial):
                     raise TrialImpossible(f"{settings.NAME}: {e}") from None
             ref = Reference(model=model, run=record, data=ref.data, train=ref.train, folder=target,
                             data_spec=ref.data_spec)
-        total = record["compression"]["total"]
+        total = record.total_compression
         value, error = self.measure(model, total), self.error(model)
         return {"auto_score": self.score(value, error), "val_error": error, "objective": value,
                 "ratio": self.reference_objective / value, "within_budget": float(self.within(error)),

@@ -68,7 +68,7 @@ def finish(out, report, front, runner, seed):
     else:
         model = load_reference(out / BEST_DIR)
         summary["test"] = {key: evaluate_model(model.model, model.data)[key],
-                           "reference": (runner.reference.run.get("metrics") or {}).get(key)}
+                           "reference": runner.reference.run.metric(key)}
         try:
             settings = ExportSettings.from_dict({"formats": ("tflite", "onnx"), "tflite_modes": ("float32",)})
             check = export_and_check(model, out / "exported", settings, overwrite=True, seed=seed)

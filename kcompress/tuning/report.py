@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from kcompress.core.modeldir import read_run
 from kcompress.core.objectives import primary_metric
+from kcompress.core.record import RunRecord
 from kcompress.reporting import plots
 from kcompress.reporting.tables import cell, table, write_table
 from kcompress.tuning.space import searched, trial_value
@@ -159,7 +159,7 @@ def _write_best(out, best, runner):
     staged = out / f".{BEST_DIR}.partial"
     shutil.rmtree(staged, ignore_errors=True)
     shutil.copytree(source, staged)
-    history = read_run(staged).get("history") or {}
+    history = RunRecord.read(staged).curves
     if history.get("loss") and not (staged / "training.png").exists():
         plots.training_curves(history, staged / "training.png", title=f"best trial {best['trial']}")
     shutil.rmtree(out / BEST_DIR, ignore_errors=True)

@@ -8,6 +8,7 @@ budget — ``--max-error`` absolute, or the reference's validation error plus
 import importlib.util
 import re
 from dataclasses import dataclass
+from typing import Optional
 
 from kcompress.core.settings import Settings, option, positive, split_list
 from kcompress.errors import UsageError, require
@@ -35,9 +36,11 @@ def parse_duration(value):
 class Workers(Settings):
     """Where the trials of a search run: in this process, or spread over a chief and its workers."""
 
-    chief: str = option(None, "serve the search to workers at HOST:PORT; exits when done", metavar="HOST:PORT")
-    worker: str = option(None, "run trials for the chief at HOST:PORT", metavar="HOST:PORT")
-    tuner_id: str = option(None, "a worker's name (default: worker-PID); reuse it to resume a killed worker")
+    chief: Optional[str] = option(None, "serve the search to workers at HOST:PORT; exits when done (unset: the "
+                                        "trials run in this process)", metavar="HOST:PORT")
+    worker: Optional[str] = option(None, "run trials for the chief at HOST:PORT (unset: not a worker)",
+                                   metavar="HOST:PORT")
+    tuner_id: Optional[str] = option(None, "a worker's name (unset: worker-PID); reuse it to resume a killed worker")
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,8 @@ class TuneSettings(Workers):
                               "lr=1e-5:1e-1:log, epochs=2:8:2 (stepped), or a YAML file; repeat the flag",
                           metavar="NAME=VALUES")
     search: str = option("random", "Keras Tuner oracle", choices=SEARCHES)
-    objective: str = option(None, "what to minimise: val_loss, val_error, test_error, max_error, mae (unset: "
-                                  "val_error for classes, max_error (ε) for regression)")
+    objective: Optional[str] = option(None, "what to minimise: val_loss, val_error, test_error, max_error, mae "
+                                            "(unset: val_error for classes, max_error (ε) for regression)")
     max_trials: int = option(10, "trials of random/bayesian searches (grid: the whole grid)")
 
     def check(self):
@@ -67,16 +70,18 @@ class AutoSettings(Workers):
                             choices=OBJECTIVES)
     max_error_increase: float = option(0.5, "error budget over the reference's validation error: percentage "
                                             "points for classes, positions of ε for learned indexes")
-    max_error: float = option(None, "absolute budget on the validation error instead (%, or ε in positions)")
-    methods: str = option(None, "comma list of methods and chains A>B to search (unset: every method and declared "
-                                "chain that lowers --objective)")
+    max_error: Optional[float] = option(None, "absolute budget on the validation error instead (%, or ε in "
+                                              "positions; unset: --max-error-increase decides)")
+    methods: Optional[str] = option(None, "comma list of methods and chains A>B to search (unset: every method and "
+                                          "declared chain that lowers --objective)")
     space: tuple = option((), "METHOD.FIELD=VALUES replaces a method's declared search space for a field (a single "
                               "value fixes it), e.g. prune.epochs=5 or lc.mu_steps=20,40; repeat the flag",
                           metavar="METHOD.FIELD=VALUES")
     search: str = option("bayesian", "Keras Tuner oracle", choices=AUTO_SEARCHES)
-    max_trials: int = option(None, "trials to run (unset: 20, or unlimited with --time-budget)")
-    time_budget: float = option(None, "start no trial once the finished trials took this long, e.g. 30m or 2h",
-                                parse=parse_duration, metavar="DURATION")
+    max_trials: Optional[int] = option(None, "trials to run (unset: 20, or unlimited with --time-budget)")
+    time_budget: Optional[float] = option(None, "start no trial once the finished trials took this long, e.g. 30m "
+                                                "or 2h (unset: no time limit)", parse=parse_duration,
+                                          metavar="DURATION")
 
     def check(self):
         positive(self.max_error_increase, "--max-error-increase", allow_zero=True)

@@ -107,7 +107,7 @@ class TrainTrial:
         with staged_dir(Path(folder) / MODEL_DIR, overwrite=True) as tmp:
             model, record = pipeline.train_model(setup, cfg.replace(verbose=0), self.seed, self.data, tmp,
                                                  backup_dir=Path(folder) / "backup", initial_weights=weights)
-        return {**trial_scores(model, self.data, cfg, record["metrics"]), "seconds": record["train_seconds"]}
+        return {**trial_scores(model, self.data, cfg, record.metrics), "seconds": record.train_seconds}
 
     def config(self, values):
         """The trial's settings as a ``train --config`` mapping."""
@@ -181,9 +181,8 @@ class CompressTrial(ReferenceTrial):
         with staged_dir(Path(folder) / MODEL_DIR, overwrite=True) as tmp:
             record, model = pipeline.compress_one(self.reference, settings, tmp, self.seed, label=Path(folder).name)
         cfg = finetune_config(self.reference, settings)
-        total = record["compression"]["total"]
-        return {**trial_scores(model, self.data, cfg, record["metrics"]), "bits_ratio": float(total["bits_ratio"]),
-                "seconds": float(record["compress_seconds"])}
+        return {**trial_scores(model, self.data, cfg, record.metrics),
+                "bits_ratio": float(record.total_compression["bits_ratio"]), "seconds": float(record.compress_seconds)}
 
     def config(self, values):
         """The trial's settings as a ``compress --config`` file: it names the reference and method too."""

@@ -28,7 +28,7 @@ from kcompress.core.progress import progress
 from kcompress.core.surgery import Graph, output_layers
 from kcompress.errors import require
 from kcompress.methods.alpha import blend
-from kcompress.methods.base import CompressionResult, finetune_config, target_layers
+from kcompress.methods.base import CompressionResult, finetune_config, target_layers, unset_values
 from kcompress.reporting.plots import training_curves
 from kcompress.reporting.tables import write_table
 from kcompress.training.history import merge_histories
@@ -151,7 +151,7 @@ def run(reference, settings):
     blend.freeze_original(model, False)
     history = merge_histories(*parts)
     record = method_record(s, branches, rows)
-    return CompressionResult(model=model, record=record, history=history,
+    return CompressionResult(model=model, record=record, history=history, resolved=unset_values(s, cfg.to_dict()),
                              plots=lambda folder: write_outputs(folder, history, markers, rows, s))
 
 

@@ -12,6 +12,7 @@ and 0) practical without early stopping, which cut training short in the origina
 """
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 from kcompress.core.settings import float_list, option
 from kcompress.errors import require
@@ -68,8 +69,9 @@ class AlphaSettings(FinetuneSettings):
                                         "linear α = 1 − decay·k, or --alpha-list", choices=SCHEDULES, sweep=True)
     alpha_decay: float = option(0.05, "rate (exp, geometric) or step (linear) of the α schedule", sweep=True)
     alpha_min: float = option(0.05, "below this α jumps to 0", sweep=True)
-    alpha_list: tuple = option(None, "decreasing α values for --alpha-schedule list, e.g. 0.8,0.5,0.2 (0 is appended)",
-                               parse=float_list("--alpha-list"))
+    alpha_list: Optional[tuple] = option(None, "decreasing α values for --alpha-schedule list, e.g. 0.8,0.5,0.2 (0 is "
+                                               "appended; unset: another --alpha-schedule)",
+                                         parse=float_list("--alpha-list"))
     epochs_per_alpha: int = option(350, "most epochs at each α > 0", sweep=True)
     alpha_patience: int = option(2, "epochs without validation-loss improvement before the learning rate is cut "
                                     "by gamma", sweep=True)
@@ -87,7 +89,7 @@ class AlphaSettings(FinetuneSettings):
     freeze_original: bool = option(True, "keep the pretrained weights fixed and train only the branches and "
                                          "batch-norm, whose statistics must follow the blended activations "
                                          "(--no-freeze-original: train them too)", sweep=True)
-    epochs: int = option(None, "epochs of the last step, α = 0 (unset: --epochs-per-alpha)", sweep=True)
+    epochs: Optional[int] = option(None, "epochs of the last step, α = 0 (unset: --epochs-per-alpha)", sweep=True)
     optimizer: str = option("adam", "optimizer of every α step", choices=("sgd", "adam"), sweep=True)
     lr: float = option(1e-3, "learning rate at the start of every α step", sweep=True)
     lr_schedule: str = option("plateau", "learning-rate schedule within an α step", choices=("fixed", "step", "plateau"),

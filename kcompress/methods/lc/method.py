@@ -12,28 +12,41 @@ w = Δ(Θ), its batch-norm statistics measured again for those weights
 """
 from kcompress.core.batchnorm import recalibrate
 from kcompress.core.objectives import primary_metric
-from kcompress.methods.base import KERNEL_KINDS, CompressionResult, finetune_config, kernel_names, target_layers
+from kcompress.methods.base import (
+    KERNEL_KINDS,
+    CompressionResult,
+    finetune_config,
+    kernel_names,
+    target_layers,
+    unset_values,
+)
 from kcompress.methods.lc.algorithm import LC
 from kcompress.methods.lc.factorize import FACTORISABLE, factorised_model
 from kcompress.methods.lc.plots import plot_steps
 from kcompress.methods.lc.tasks import resolve
 
 
+def model_tasks(model, specs, layers=None):
+    """The tasks of the parsed task ``specs`` on ``model``: ``all``/``each`` mean ``layers`` (unset: every
+    layer with a kernel); low-rank tasks take the layers that can be factorised."""
+    kernels = {l.name: [tuple(getattr(l, n).shape) for n in kernel_names(l)] for l in model.layers if kernel_names(l)}
+    targets = [l.name for l in target_layers(model, layers, kinds=KERNEL_KINDS)]
+    matrices = [l.name for l in model.layers if type(l).__name__ in FACTORISABLE]
+    return resolve(specs, kernels, targets, matrices)
+
+
 def run(reference, settings):
     model = reference.model
-    kernels = {l.name: [tuple(getattr(l, n).shape) for n in kernel_names(l)] for l in model.layers if kernel_names(l)}
-    targets = [l.name for l in target_layers(model, settings.layers, kinds=KERNEL_KINDS)]
-    matrices = [l.name for l in model.layers if type(l).__name__ in FACTORISABLE]
-    tasks = resolve(settings.task_specs(), kernels, targets, matrices)
+    tasks = model_tasks(model, settings.task_specs(), settings.layers)
     cfg = finetune_config(reference, settings, verbose=0)
     lc = LC(model, reference.data, tasks, cfg, settings.schedule()).run()
     recalibrated = recalibrate(model, reference.data.x_train)  # w = Δ(Θ) now: batch-norm must see it
     final, factorised = factorised_model(model, tasks)
     record = {**lc.record(), "factorised": factorised, "batchnorm_recalibrated": recalibrated}
-    ref_error = (reference.run.get("metrics") or {}).get(primary_metric(reference.data))
+    ref_error = reference.run.metric(primary_metric(reference.data))
     title = "LC: " + "; ".join(t["task"] for t in record["tasks"])
 
     def plots(folder):
         plot_steps(record, folder / "lc_steps.png", ref_error, title)
 
-    return CompressionResult(final, record, lc.history, plots)
+    return CompressionResult(final, record, lc.history, plots, resolved=unset_values(settings, cfg.to_dict()))

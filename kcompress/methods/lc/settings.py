@@ -14,6 +14,7 @@ at 7.8 % test error with ``--lr 0.05`` and 6.3 % with ``--lr 0.1``
 """
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 from kcompress.core.settings import float_list, option, positive, refuse_blank, split_list
 from kcompress.errors import require
@@ -48,12 +49,13 @@ class LCSettings(MethodSettings):
                              "COMPRESSION = NAME[:key=value,...] or a sum A+B; e.g. all:prune-l0:kappa=0.05, "
                              "each:quant:k=2, dense_2:lowrank:rank=10, all:quant:k=2+prune-l0:kappa=0.01",
                          parse=_texts, metavar="LAYERS:COMPRESSION", repeat=True)
-    tasks_file: str = option(None, "YAML list of tasks (strings or layers/compression mappings)", metavar="FILE.yaml")
+    tasks_file: Optional[str] = option(None, "YAML list of tasks (strings or layers/compression mappings; unset: "
+                                             "the --task flags only)", metavar="FILE.yaml")
     mu0: float = option(9e-5, "first μ of the schedule μ0·factor^k", sweep=True)
     mu_factor: float = option(1.1, "factor between consecutive μ", sweep=True)
     mu_steps: int = option(40, "number of μ steps (L/C steps)", sweep=True)
-    mu_list: tuple = option(None, "explicit comma list of μ values (instead of --mu0/--mu-factor/--mu-steps)",
-                            parse=float_list("--mu-list"))
+    mu_list: Optional[tuple] = option(None, "explicit comma list of μ values (unset: --mu0/--mu-factor/--mu-steps)",
+                                      parse=float_list("--mu-list"))
     l_epochs: int = option(4, "epochs per L-step", sweep=True)
     lr_decay: float = option(0.99, "L-step learning rate = lr·decay^step", sweep=True)
     multipliers: bool = option(True, "Lagrange multipliers λ (--no-multipliers: the quadratic-penalty method)",

@@ -17,7 +17,7 @@ from kcompress.backend import keras
 from kcompress.core.channels import Channels
 from kcompress.core.objectives import get_loss
 from kcompress.errors import require
-from kcompress.methods.base import CompressionResult, finetune_config, target_layers
+from kcompress.methods.base import CompressionResult, finetune_config, target_layers, unset_values
 from kcompress.methods.pruner import gates as G
 from kcompress.methods.pruner.schedule import DropOnPruning, LambdaMuSchedule, PrunerCallback
 from kcompress.methods.pruner.units import remove_units
@@ -96,7 +96,7 @@ def train_gates(reference, gated, penalty, settings):
 
 def task_loss(model, reference, cfg):
     """The task loss of ``model`` on the training split (seeds the adaptive μ)."""
-    loss = get_loss(cfg.loss, reference.data, cfg.lse_temperature)
+    loss = get_loss(cfg.loss, reference.data, cfg.lse_temperature, cfg.loss_reduction)
     return float(loss(reference.data.y_train, model.predict(reference.data.x_train, verbose=0, batch_size=1024)))
 
 
@@ -146,6 +146,7 @@ def run(reference, settings):
               f"{targets}); kept the top-n gates anyway — raise --max-epochs or "
               f"{'--markov-delta' if settings.pruner_optimizer == 'markov' else '--gate-lr'}")
     return CompressionResult(model=pruned, record=record, history=history,
+                             resolved=unset_values(settings, gate_phase_config(reference, settings).to_dict()),
                              plots=lambda folder: plot_gates(gate_history, record, folder))
 
 

@@ -5,6 +5,7 @@ fine-tuning after the units are removed (``--epochs``, ``--lr-schedule``); ``--g
 ``--step-size`` serve both schedules."""
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 from kcompress.core.settings import option, positive
 from kcompress.errors import require
@@ -56,9 +57,9 @@ class PrunerSettings(FinetuneSettings):
     THEN = ("lc",)
 
     keep: float = option(0.35, "share of units kept in each gated layer, in (0, 1]", sweep=True)
-    keep_units: tuple = option(None, "exact units to keep per layer, e.g. dense_1=105,dense_2=35 (these layers are "
-                                     "gated; with --layers, the others use --keep)", parse=parse_keep_units,
-                               metavar="LAYER=n,...")
+    keep_units: Optional[tuple] = option(None, "exact units to keep per layer, e.g. dense_1=105,dense_2=35 (these "
+                                               "layers are gated; with --layers, the others use --keep; unset: --keep "
+                                               "everywhere)", parse=parse_keep_units, metavar="LAYER=n,...")
     rejection: str = option("sum", "L_rej: sum Σσ(1−σ)/N, or product [Σσ(1−σ) + N·Πσ]/N (note 003; adds Πσ)",
                             choices=REJECTIONS, sweep=True)
     lambda_start: float = option(1.0, "first λ", sweep=True)

@@ -14,7 +14,7 @@ kernels and a depthwise convolution's kernel too, which tfmot's registry leaves 
 import tensorflow_model_optimization as tfmot
 
 from kcompress.errors import require
-from kcompress.methods.base import CompressionResult
+from kcompress.methods.base import CompressionResult, unset_values
 from kcompress.methods.tfmot import common
 
 
@@ -66,6 +66,11 @@ def prune(reference, model, settings):
     return plain, history, record
 
 
+def used(record):
+    """What a pruning stage trained with: its fine-tuning config and tfmot's schedule (steps filled in)."""
+    return {**record["finetune"], **record["pruning"]["tfmot_schedule"]}
+
+
 def run(reference, settings):
     plain, history, record = prune(reference, reference.model, settings)
-    return CompressionResult(model=plain, record=record, history=history)
+    return CompressionResult(model=plain, record=record, history=history, resolved=unset_values(settings, used(record)))

@@ -7,7 +7,7 @@ distinct values (zero and K − 1 shared non-zero values). :mod:`kcompress.core.
 stores each kernel as a position code of its non-zeros plus ⌈log₂ k⌉ bits per non-zero and a
 codebook. Both sweep axes work together: ``--sparsity 0.9,0.95 --clusters 4,8``.
 """
-from kcompress.methods.base import CompressionResult
+from kcompress.methods.base import CompressionResult, unset_values
 from kcompress.methods.tfmot import cluster, prune
 from kcompress.reporting.plots import training_curves
 from kcompress.training.history import merge_histories
@@ -24,4 +24,6 @@ def run(reference, settings):
         training_curves(history, folder / "training.png", title=settings.NAME, markers=[(boundary + 0.5, "cluster")])
 
     record = {"prune": r_prune, "cluster": r_cluster, "stage_epochs": [boundary, len(h_cluster["loss"])]}
-    return CompressionResult(model=plain, record=record, history=history, plots=plots)
+    used = {**prune.used(r_prune), "cluster_epochs": r_cluster["finetune"]["epochs"]}
+    return CompressionResult(model=plain, record=record, history=history, plots=plots,
+                             resolved=unset_values(settings, used))

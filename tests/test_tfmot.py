@@ -91,7 +91,8 @@ def test_fixed_assignments_train_the_shared_values_and_keep_the_partition(small)
     kernel = model.get_layer("dense_2").kernel.numpy()
     codebook, assignments = fixed_sharing.initial_codebook(kernel, 8, keep_zeros=False)
     shapes = [w.shape for w in model.get_weights()]
-    settings = ClusterSettings.from_dict({**QUICK, "clusters": 8, "assignments": "fixed", "lr": 1e-3})
+    settings = ClusterSettings.from_dict({**QUICK, "clusters": 8, "assignments": "fixed", "lr": 1e-3,
+                                          "fixed_stages": 1})
     plain, _, record = cluster.cluster(small, model, settings)
     after = plain.get_layer("dense_2").kernel.numpy()
     trained = np.array([after[assignments == j][0] for j in range(8)])
@@ -99,6 +100,47 @@ def test_fixed_assignments_train_the_shared_values_and_keep_the_partition(small)
     assert not np.allclose(trained, codebook)  # the values were trained
     assert record["clustering"]["assignments"] == "fixed" and record["finetune"]["lr"] == 1e-3
     assert [w.shape for w in plain.get_weights()] == shapes  # the layers' weights in their order
+    assert record["stripped_vs_wrapped_max_rel_diff"] < 1e-6
+
+
+def test_staged_fixing_fixes_the_weights_farthest_from_their_value_first():
+    """INQ's stages by distance: values (0, 1); weights 0.02, 0.3, 0.55, 0.9, 1.0, 0.48 are 0.02, 0.3, 0.45,
+    0.1, 0, 0.48 from their nearest value, so half of them (3) fixed means 0.48 → 0, 0.55 → 1, 0.3 → 0;
+    the others keep their own values and train on; a pinned zero is fixed from the start and stays 0."""
+    layer = keras.layers.Dense(1, use_bias=False)
+    layer.build((None, 7))
+    layer.kernel.assign(np.array([[0.02], [0.3], [0.55], [0.9], [1.0], [0.48], [0.0]], np.float32))
+    assignments = np.array([[0], [0], [1], [1], [1], [0], [2]])  # the last one: the pinned zero
+    shared = fixed_sharing.SharedKernel(layer, {"kernel": np.array([0.0, 1.0])}, {"kernel": assignments},
+                                        keep_zeros=True, staged=True)
+    shared.build((None, 7))
+    in_use = lambda: shared.kernel_in_use("kernel").numpy().ravel()
+    np.testing.assert_allclose(in_use(), [0.02, 0.3, 0.55, 0.9, 1.0, 0.48, 0.0], atol=1e-7)  # nothing fixed yet
+    shared.fix(0.5)
+    np.testing.assert_allclose(in_use(), [0.02, 0.0, 1.0, 0.9, 1.0, 0.0, 0.0], atol=1e-7)
+    assert shared.fixed["kernel"].numpy().ravel().tolist() == [0, 1, 1, 0, 0, 1, 1]
+    assert any(w is layer.kernel for w in shared.trainable_weights)  # the free weights train
+    shared.fix(1.0)
+    np.testing.assert_allclose(in_use(), [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0], atol=1e-7)
+    assert fixed_sharing.stage_shares(4) == (0.5, 0.75, 0.875, 1.0) and fixed_sharing.stage_shares(1) == (1.0,)
+
+
+def test_staged_fixed_sharing_ends_with_k_values_and_keeps_the_zeros(small):
+    """``--fixed-stages 3`` on a half-pruned model: a stage per epoch, then at most K values per kernel,
+    every zero kept, the stripped model computing what the wrapped one did."""
+    pruned = clone(small.model)
+    for layer in pruned.layers:
+        if layer.weights:
+            w = layer.kernel.numpy()
+            layer.kernel.assign(np.where(np.abs(w) > np.median(np.abs(w)), w, 0))
+    zeros = {l.name: l.kernel.numpy() == 0 for l in pruned.layers if l.weights}
+    settings = ClusterSettings.from_dict({**QUICK, "epochs": 3, "clusters": 8, "assignments": "fixed",
+                                          "codebook": "kmeans", "fixed_stages": 3})
+    plain, history, record = cluster.cluster(small, pruned, settings)
+    assert record["clustering"]["fixed_stages"] == 3 and len(history["loss"]) == 3
+    for name, was_zero in zeros.items():
+        kernel = plain.get_layer(name).kernel.numpy()
+        assert len(np.unique(kernel)) <= 8 and np.array_equal(kernel[was_zero], np.zeros(was_zero.sum()))
     assert record["stripped_vs_wrapped_max_rel_diff"] < 1e-6
 
 
@@ -150,6 +192,7 @@ def test_assignments_and_recipe_follow_the_reference_task():
     classifier, index = ClusterSettings().for_task("classification"), ClusterSettings().for_task("regression")
     assert (classifier.assignments, classifier.lr, classifier.epochs, classifier.batch_size) == ("tfmot", 1e-4, 10, None)
     assert (index.assignments, index.lr, index.epochs, index.batch_size) == ("fixed", 3e-3, 100, 4096)
+    assert (classifier.fixed_stages, index.fixed_stages) == (1, 4)
     assert ClusterSettings(lr=1e-3, epochs=5).for_task("regression").lr == 1e-3
 
 
@@ -268,11 +311,12 @@ def test_cluster_of_a_learned_index_keeps_its_best_epsilon_epoch(tmp_path):
     from kcompress import api
 
     api.train(tmp_path / "index", model="index64", data="keys:uniform:600", epochs=1, seed=0, verbose=0)
-    api.compress(tmp_path / "index", "cluster", tmp_path / "c8", clusters=8, epochs=2)
+    api.compress(tmp_path / "index", "cluster", tmp_path / "c8", clusters=8, epochs=2, fixed_stages=1)
     run = json.loads((tmp_path / "c8" / "run.json").read_text())
     best = next(v["best_checkpoint"] for v in _walk(run) if "best_checkpoint" in v)
-    assert best["epochs_run"] == 2 and best["best_max_error"] == min(best["max_error_per_epoch"])
-    assert best["best_epoch"] == 1 + best["max_error_per_epoch"].index(best["best_max_error"])
+    per_epoch = [best["start_max_error"], *best["max_error_per_epoch"]]  # epoch 0: the k-means start
+    assert best["epochs_run"] == 2 and best["best_max_error"] == min(per_epoch)
+    assert best["best_epoch"] == per_epoch.index(best["best_max_error"])
     # the saved (stripped) model is the best epoch's: its ε is the best one
     assert abs(run["metrics"]["max_error"] - best["best_max_error"]) < 1e-3 * max(1.0, best["best_max_error"])
 
@@ -285,3 +329,21 @@ def _walk(d):
     elif isinstance(d, list):
         for v in d:
             yield from _walk(v)
+
+
+def test_best_epsilon_keeps_the_starting_point_when_no_epoch_beats_it():
+    """ε 0 at the start (the model is the targets' own function), then an epoch that breaks it: restored."""
+    from kcompress.core.data import Dataset
+
+    x = np.linspace(0, 1, 50, dtype=np.float32).reshape(-1, 1)
+    data = Dataset("line", x, 2 * x, x, 2 * x, x, 2 * x, task="regression")
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.set_weights([np.array([[2.0]], np.float32), np.zeros(1, np.float32)])
+    best = common.BestMaxError(data)
+    best.set_model(model)
+    best.on_train_begin()
+    model.set_weights([np.array([[3.0]], np.float32), np.zeros(1, np.float32)])  # ε 1 after "epoch 1"
+    best.on_epoch_end(0)
+    best.on_train_end()
+    assert model.get_weights()[0][0, 0] == 2.0
+    assert best.record()["best_epoch"] == 0 and best.record()["start_max_error"] == 0

@@ -28,7 +28,7 @@ from tensorflow_model_optimization.python.core.clustering.keras.clustering_regis
 
 from kcompress.core.objectives import predict, score_name, scores
 from kcompress.core.surgery import clone
-from kcompress.methods.base import CompressionResult, kernel_names
+from kcompress.methods.base import CompressionResult, kernel_names, unset_values
 from kcompress.methods.tfmot import common, fixed_sharing
 
 SPARSE_SHARE = 0.1  # a trained dense kernel holds no exact zeros; a pruned one holds most
@@ -59,6 +59,7 @@ def train_error(model, data):
 
 def _cluster(reference, model, settings, preserve_sparsity):
     k, mode, symmetric = settings.clusters, settings.assignments, settings.codebook == "symmetric"
+    stages = settings.fixed_stages
     init = tfmot.clustering.keras.CentroidInitialization[common.CLUSTER_INITS[settings.cluster_init]]
 
     frozen, sparse, fixed = [], [], []
@@ -78,7 +79,7 @@ def _cluster(reference, model, settings, preserve_sparsity):
             raise ValueError(f"already holds {values} distinct values (<= {k}); kept as is")
         if mode == "fixed" or (keep_zeros and k < 3) or not tfmot_clusters_every_kernel(layer):
             fixed.append(layer.name)
-            return fixed_sharing.wrap(layer, k, keep_zeros, symmetric)
+            return fixed_sharing.wrap(layer, k, keep_zeros, symmetric, staged=stages > 1)
         return tfmot.clustering.keras.cluster_weights(
             layer, number_of_clusters=k, cluster_centroids_init=init, preserve_sparsity=bool(keep_zeros))
 
@@ -88,11 +89,14 @@ def _cluster(reference, model, settings, preserve_sparsity):
     def strip(wrapped):
         return fixed_sharing.strip(tfmot.clustering.keras.strip_clustering(wrapped))
 
-    plain, history, record = common.run_stage(reference, model, settings, make_wrap, strip, keep_best=True)
+    parts = [lambda m, share=share: fixed_sharing.fix_all(m, share) for share in fixed_sharing.stage_shares(stages)]
+    plain, history, record = common.run_stage(reference, model, settings, make_wrap, strip, keep_best=True,
+                                              parts=parts if stages > 1 else ())
     for name in frozen:
         plain.get_layer(name).trainable = True
     record["clustering"] = {"clusters": k, "assignments": mode, "cluster_init": settings.cluster_init,
                             "codebook": settings.codebook if fixed else None,
+                            "fixed_stages": stages if fixed else None,
                             "zeros_kept_in": sparse, "fixed_in": fixed}
     return plain, history, record
 
@@ -105,4 +109,5 @@ def tfmot_clusters_every_kernel(layer):
 
 def run(reference, settings):
     plain, history, record = cluster(reference, reference.model, settings)
-    return CompressionResult(model=plain, record=record, history=history)
+    return CompressionResult(model=plain, record=record, history=history,
+                             resolved=unset_values(settings, record["finetune"]))

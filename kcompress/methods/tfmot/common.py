@@ -35,6 +35,8 @@ from kcompress.backend import keras
 from kcompress.core.objectives import predict, scores
 from kcompress.errors import require
 from kcompress.methods.base import KERNEL_KINDS, finetune_config, kernel_names, target_layers
+from kcompress.training.checkpoint import FitHistory
+from kcompress.training.history import merge_histories
 from kcompress.training.loop import fit
 
 CHECK_SAMPLES = 2000  # test inputs on which the stripped model is compared with the wrapped one
@@ -88,7 +90,8 @@ def strip(wrapped, strip_fn):
 class BestMaxError(keras.callbacks.Callback):
     """Regression references: after each epoch, the exact ε (max |error| in positions, numpy, on
     the whole test split, the number ``compress`` reports) of the model being fine-tuned; at the
-    end the weights of the epoch with the lowest ε are restored (the last epoch's if it is the best).
+    end the weights of the epoch with the lowest ε are restored (the last epoch's if it is the best;
+    epoch 0, the starting point, if no epoch beat it).
 
     tfmot clustering re-assigns weights to centroids every step, so ε jumps by thousands of
     positions between epochs (``bench/results/index_sweeps.md``); the last epoch is a lottery
@@ -97,9 +100,18 @@ class BestMaxError(keras.callbacks.Callback):
     def __init__(self, data):
         super().__init__()
         self.data, self.best, self.best_epoch, self.per_epoch, self._weights = data, math.inf, None, [], None
+        self.start = None
+
+    def _epsilon(self):
+        return scores(self.data.y_test, predict(self.model, self.data.x_test), self.data)["max_error"]
+
+    def on_train_begin(self, logs=None):
+        """The starting point counts too (epoch 0): a fine-tuning that only loses ε returns it."""
+        self.start = self.best = self._epsilon()
+        self.best_epoch, self._weights = 0, self.model.get_weights()
 
     def on_epoch_end(self, epoch, logs=None):
-        eps = scores(self.data.y_test, predict(self.model, self.data.x_test), self.data)["max_error"]
+        eps = self._epsilon()
         self.per_epoch.append(eps)
         if eps < self.best:
             self.best, self.best_epoch, self._weights = eps, epoch + 1, self.model.get_weights()
@@ -109,11 +121,11 @@ class BestMaxError(keras.callbacks.Callback):
             self.model.set_weights(self._weights)
 
     def record(self):
-        return {"best_epoch": self.best_epoch, "best_max_error": self.best,
+        return {"best_epoch": self.best_epoch, "best_max_error": self.best, "start_max_error": self.start,
                 "epochs_run": len(self.per_epoch), "max_error_per_epoch": self.per_epoch}
 
 
-def run_stage(reference, model, settings, make_wrap, strip_fn, callbacks=(), keep_best=False):
+def run_stage(reference, model, settings, make_wrap, strip_fn, callbacks=(), keep_best=False, parts=()):
     """One tfmot stage: wrap the chosen layers, fine-tune, strip. Returns (plain, history, record).
 
     ``make_wrap(cfg)`` returns the per-layer wrapping function, given the fine-tuning config
@@ -122,11 +134,21 @@ def run_stage(reference, model, settings, make_wrap, strip_fn, callbacks=(), kee
     With ``keep_best`` (the clustering stages), a regression reference (a learned index) keeps
     the epoch with the lowest exact ε (:class:`BestMaxError`; ``run.json``: ``best_checkpoint``).
     Pruning does not: an early epoch of a gradual schedule is not yet at the target sparsity.
+    ``parts``: functions of the wrapped model, each called before an equal share of the epochs (fixed
+    sharing's stages); the best epoch is then kept within each part, and recorded for the last.
     """
     cfg = stage_config(reference, settings)
     wrapped, layers = wrap_layers(model, settings, make_wrap(cfg))
-    best = BestMaxError(reference.data) if keep_best and reference.data.task == "regression" else None
-    history = fit(wrapped, reference.data, cfg, callbacks=list(callbacks) + ([best] if best else []))
+    history, best = [], None
+    for i, prepare in enumerate(parts or (lambda m: None,)):
+        prepare(wrapped)
+        epochs = cfg.epochs * (i + 1) // max(len(parts), 1) - cfg.epochs * i // max(len(parts), 1)
+        if not epochs:  # more parts than epochs: this part's weights are fixed with the next part's
+            continue
+        best = BestMaxError(reference.data) if keep_best and reference.data.task == "regression" else None
+        history.append(fit(wrapped, reference.data, replace(cfg, epochs=epochs),
+                           callbacks=list(callbacks) + ([best] if best else [])))
+    history = FitHistory(merge_histories(*history), sum(h.seconds for h in history), execution=history[-1].execution)
     # BestMaxError's predictions inside fit made Keras cache a predict function for the epoch's
     # steps per call; when an epoch is one batch (a small index, fixed sharing's batch of 4,096)
     # it ran one step per call, and the check below then got the first 1,024 outputs only.

@@ -1,20 +1,18 @@
 """Weight sharing with fixed assignments: ``--assignments fixed`` of ``cluster`` and ``prune+cluster``.
 
-tfmot's clustering wrapper re-assigns every weight to its nearest centroid at every step and
-updates the original weights straight through. On a learned index that moves the function in
-jumps: ε of ``models/index-ref`` (1,194 positions) went to 2,300–4,500 with K = 16, however the
-fine-tuning was set (``bench/results/index_sweeps.md``). Deep Compression's recipe instead
-assigns each weight once, by 1-D k-means on the trained kernel, and then trains only the K
-shared values (each receives the sum of its weights' gradients) and the biases. The function then
-moves smoothly and ε is kept: same reference, Adam 3e-3, batch 4,096, 100 epochs, best-ε epoch
-(the defaults): K = 16 1,284 (1.08×), K = 8 2,867 (2.40×); k-means alone, without fine-tuning,
-16,035. Batch 256 at lr 1e-3 gave 1,553, batch 16,384 at 1e-2 1,516; a projection variant (train
-every weight, then replace each cluster by its mean) 1,999.
+tfmot's clustering wrapper re-assigns every weight to its nearest centroid at every step, which moves a
+learned index's function in jumps (``bench/results/index_sweeps.md``). Here the K values come from 1-D
+k-means on the trained kernel and each weight is then fixed to one of them for good, in stages
+(``--fixed-stages``, INQ's idea with Deep Compression's shared values): ½, ¾, ⅞ … of the weights, the
+farthest from their value first, while the weights still free train on to make up for them; the K values
+(each receiving the sum of its weights' gradients) and the biases train throughout. Fixing all at once
+(one stage) loses more ε (``bench/results/index_seeds.md``).
 
 :class:`SharedKernel` wraps a layer with one kernel or more (``kernel``, or a separable
 convolution's ``depthwise_kernel`` and ``pointwise_kernel``): per kernel it holds a codebook
-(trainable) and the assignments (constant); the layer computes with ``codebook[assignments]`` in
-place of each kernel, whose variable is kept out of training. A kernel's zeros stay zeros when
+(trainable) and the assignments; the layer computes with ``codebook[assignments]`` in place of each
+kernel, whose variable is kept out of training (staged: the fixed weights take their shared value, the
+others their own, which train; :meth:`SharedKernel.fix` fixes more). A kernel's zeros stay zeros when
 asked (a pruned kernel: one of the K values is zero and is not trained; the others may start from a
 symmetric codebook, see :func:`initial_codebook`). :func:`strip` writes the shared values into the
 kernels and returns the plain model.
@@ -66,11 +64,11 @@ class SharedKernel(keras.layers.Wrapper):
     kernel name, e.g. a separable convolution's depthwise and pointwise kernels); only the
     codebooks and the layer's other weights train."""
 
-    def __init__(self, layer, codebooks, assignments, keep_zeros=False, **kwargs):
+    def __init__(self, layer, codebooks, assignments, keep_zeros=False, staged=False, **kwargs):
         super().__init__(layer, **kwargs)
         self.init_codebooks = {n: np.asarray(c, np.float32) for n, c in codebooks.items()}
         self.init_assignments = {n: np.asarray(a, np.int32) for n, a in assignments.items()}
-        self.keep_zeros = bool(keep_zeros)
+        self.keep_zeros, self.staged = bool(keep_zeros), bool(staged)
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -81,23 +79,54 @@ class SharedKernel(keras.layers.Wrapper):
             self.assignments[name] = self.add_weight(
                 f"assignments_{name}", shape=self.init_assignments[name].shape, dtype=tf.int32, trainable=False,
                 initializer=keras.initializers.Constant(self.init_assignments[name]))
-        # The kernel variables are replaced in the computation: keep them out of training (and put
-        # them back where they were in the layer's weights when unwrapping).
-        kernels = [getattr(self.layer, n) for n in self.init_codebooks]
+        self.fixed = {name: self.add_weight(f"fixed_{name}", shape=self.init_assignments[name].shape, trainable=False,
+                                            initializer=keras.initializers.Constant(self._pinned(name)))
+                      for name in self.init_codebooks} if self.staged else {}
+        # The kernel variables are replaced in the computation: keep them out of training unless
+        # staged, where the weights not yet fixed train (and put them back where they were in the
+        # layer's weights when unwrapping).
+        kernels = [] if self.staged else [getattr(self.layer, n) for n in self.init_codebooks]
         self._layer_trainable = list(self.layer._trainable_weights)
         self.layer._trainable_weights = [w for w in self._layer_trainable if not any(w is k for k in kernels)]
         self.layer._non_trainable_weights.extend(kernels)
+
+    def _pinned(self, name):
+        """1 where a weight is fixed from the start (a pinned zero), else 0."""
+        return (self.init_assignments[name] == len(self.init_codebooks[name])).astype(np.float32)
+
+    def fix(self, share):
+        """Staged: fix ``share`` of each kernel's free (not pinned) weights to their nearest shared value,
+        those farthest from one first (INQ's order, by distance), so that the weights still free are
+        the nearest and train on to make up for the fixed ones; ``share`` 1 fixes them all."""
+        for name, mask in self.fixed.items():
+            w, codebook = getattr(self.layer, name).numpy().ravel(), self.codebooks[name].numpy()
+            fixed, assigned, pinned = mask.numpy().ravel() > 0, self.assignments[name].numpy().ravel(), self._pinned(name)
+            nearest = np.abs(w[:, None] - codebook[None, :]).argmin(axis=1)
+            free = np.flatnonzero(~fixed)
+            need = int(round(share * (w.size - pinned.sum()))) - int(fixed.sum() - pinned.sum())
+            chosen = free[np.argsort(-np.abs(w[free] - codebook[nearest[free]]), kind="stable")[:max(need, 0)]]
+            fixed[chosen], assigned[chosen] = True, nearest[chosen]
+            mask.assign(fixed.reshape(mask.shape).astype(np.float32))
+            self.assignments[name].assign(assigned.reshape(mask.shape))
 
     def shared_kernel(self, name):
         codebook = self.codebooks[name]
         values = tf.concat([codebook, tf.zeros([1], codebook.dtype)], 0) if self.keep_zeros else codebook
         return lookup(values, tf.convert_to_tensor(self.assignments[name]))
 
+    def kernel_in_use(self, name):
+        """The shared values, or, staged, those of the fixed weights and the free weights' own."""
+        if not self.staged:
+            return self.shared_kernel(name)
+        mask = tf.convert_to_tensor(self.fixed[name])
+        return mask * self.shared_kernel(name) + (1.0 - mask) * getattr(self.layer, name)
+
     def call(self, inputs, training=None):
         kwargs = {"training": training} if self.layer._call_spec.expects_training_arg else {}
         variables = {n: getattr(self.layer, n) for n in self.codebooks}
+        in_use = {n: self.kernel_in_use(n) for n in variables}
         for name in variables:  # untracked: the variables stay the layer's
-            object.__setattr__(self.layer, name, self.shared_kernel(name))
+            object.__setattr__(self.layer, name, in_use[name])
         try:
             return self.layer.call(inputs, **kwargs)
         finally:
@@ -109,6 +138,8 @@ class SharedKernel(keras.layers.Wrapper):
 
     def unwrap(self):
         """The inner layer with the shared values written into its kernels, trainable again."""
+        if self.staged:
+            self.fix(1.0)
         kernels = []
         for name in self.codebooks:
             kernels.append(getattr(self.layer, name))
@@ -136,11 +167,24 @@ def lookup(values, assignments):
     return gather(values)
 
 
-def wrap(layer, k, keep_zeros, symmetric=False):
-    """``layer`` wrapped in a :class:`SharedKernel` of ``k`` values per trained kernel."""
+def wrap(layer, k, keep_zeros, symmetric=False, staged=False):
+    """``layer`` wrapped in a :class:`SharedKernel` of ``k`` values per trained kernel (``staged``: its
+    weights fixed in stages by :meth:`SharedKernel.fix`)."""
     initial = {n: initial_codebook(getattr(layer, n).numpy(), k, keep_zeros, symmetric) for n in kernel_names(layer)}
     return SharedKernel(layer, {n: c for n, (c, _) in initial.items()}, {n: a for n, (_, a) in initial.items()},
-                        keep_zeros, name=f"shared_{layer.name}")
+                        keep_zeros, staged, name=f"shared_{layer.name}")
+
+
+def stage_shares(stages):
+    """The share of the weights fixed in each of ``stages`` stages: ½, ¾, ⅞ … then all (INQ's halving)."""
+    return tuple(1.0 - 0.5 ** (i + 1) for i in range(stages - 1)) + (1.0,)
+
+
+def fix_all(model, share):
+    """:meth:`SharedKernel.fix` ``share`` in every staged wrapper of ``model``."""
+    for layer in model.layers:
+        if isinstance(layer, SharedKernel) and layer.staged:
+            layer.fix(share)
 
 
 def strip(model):

@@ -24,6 +24,7 @@ error (``--codebook auto``; :func:`kcompress.methods.tfmot.fixed_sharing.initial
 measurements).
 """
 from dataclasses import dataclass
+from typing import Optional
 
 from kcompress.core.settings import Settings, option, positive
 from kcompress.training.config import batch_size
@@ -36,8 +37,8 @@ ASSIGNMENTS = ("auto", "tfmot", "fixed")
 CODEBOOKS = ("auto", "kmeans", "symmetric")
 # The clustering stage's fine-tuning by assignments, for the fields left unset (None: the reference's).
 CLUSTER_RECIPES = {
-    "tfmot": {"lr": 1e-4, "epochs": 10, "batch_size": None},
-    "fixed": {"lr": 3e-3, "epochs": 100, "batch_size": 4096},
+    "tfmot": {"lr": 1e-4, "epochs": 10, "batch_size": None, "fixed_stages": 1},
+    "fixed": {"lr": 3e-3, "epochs": 100, "batch_size": 4096, "fixed_stages": 4},
 }
 
 
@@ -66,11 +67,11 @@ class PruneSettings(FinetuneSettings):
     schedule: str = option("polynomial", "polynomial (gradual, Zhu & Gupta) or constant", choices=SCHEDULES,
                            sweep=True)
     begin_step: int = option(0, "optimizer step where pruning starts")
-    end_step: int = option(None, "step where the polynomial schedule reaches the target (unset: half the "
-                                 "fine-tuning steps)")
-    frequency: int = option(None, "steps between mask updates (unset: a tenth of an epoch)")
-    m_by_n: tuple = option(None, "structured N:M sparsity instead of --sparsity, e.g. 2:4 (2 zeros in every 4)",
-                           parse=parse_m_by_n, metavar="M:N")
+    end_step: Optional[int] = option(None, "step where the polynomial schedule reaches the target (unset: half the "
+                                           "fine-tuning steps)")
+    frequency: Optional[int] = option(None, "steps between mask updates (unset: a tenth of an epoch)")
+    m_by_n: Optional[tuple] = option(None, "structured N:M sparsity instead of --sparsity, e.g. 2:4 (2 zeros in every "
+                                           "4; unset: --sparsity, unstructured)", parse=parse_m_by_n, metavar="M:N")
     epochs: int = option(30, "fine-tuning epochs", sweep=True)
     lr_schedule: str = option("step", "fine-tuning learning-rate schedule", choices=("fixed", "step", "plateau"),
                               sweep=True)
@@ -112,9 +113,17 @@ class _Clustering(Settings):
                                    "a pruned one (zeros kept) both, the one with the lower training error kept",
                            choices=CODEBOOKS, sweep=True)
 
+    fixed_stages: Optional[int] = option(None, "fixed assignments made in this many stages, the fine-tuning epochs "
+                                               "shared among them: ½, ¾, ⅞ … then all of each kernel's weights take "
+                                               "their nearest shared value, the farthest first, while the others "
+                                               "train on (INQ); 1: all at once (Deep Compression; unset: 4 with "
+                                               "fixed assignments, 1 for the kernels tfmot's assignments leave)",
+                                         sweep=True)
+
     def check(self):
         super().check()
         require(self.clusters >= 2, f"--clusters must be at least 2, got {self.clusters}")
+        positive(self.fixed_stages, "--fixed-stages")
 
 
 @dataclass(frozen=True)
@@ -127,12 +136,12 @@ class ClusterSettings(_Clustering, FinetuneSettings):
     SEARCH = {"clusters": (2, 4, 8, 16)}
 
     optimizer: str = option("adam", "fine-tuning optimizer", choices=("sgd", "adam"), sweep=True)
-    lr: float = option(None, "fine-tuning learning rate (unset: 1e-4 with tfmot's assignments, 3e-3 with fixed ones)",
-                       sweep=True)
-    epochs: int = option(None, "fine-tuning epochs (unset: 10 with tfmot's assignments, 100 with fixed ones)",
-                         sweep=True)
-    batch_size: object = option(None, "mini-batch size or 'full' (unset: the reference's with tfmot's assignments, "
-                                      "4096 with fixed ones)", parse=batch_size, sweep=True)
+    lr: Optional[float] = option(None, "fine-tuning learning rate (unset: 1e-4 with tfmot's assignments, 3e-3 with "
+                                       "fixed ones)", sweep=True)
+    epochs: Optional[int] = option(None, "fine-tuning epochs (unset: 10 with tfmot's assignments, 100 with fixed "
+                                         "ones)", sweep=True)
+    batch_size: Optional[object] = option(None, "mini-batch size or 'full' (unset: the reference's with tfmot's "
+                                                "assignments, 4096 with fixed ones)", parse=batch_size, sweep=True)
 
     def for_task(self, task):
         """These settings on a reference of ``task``: assignments decided, unset fine-tuning
@@ -153,8 +162,8 @@ class PruneClusterSettings(_Clustering, PruneSettings):
     # (LeNet-300-100 fell to chance in the auto search; tfmot refuses it).
     SEARCH = {"sparsity": "0.8:0.98", "clusters": (4, 8, 16)}
 
-    cluster_epochs: int = option(None, "fine-tuning epochs of the clustering stage (unset: 10 with tfmot's "
-                                       "assignments, 100 with fixed ones)", sweep=True)
+    cluster_epochs: Optional[int] = option(None, "fine-tuning epochs of the clustering stage (unset: 10 with tfmot's "
+                                                 "assignments, 100 with fixed ones)", sweep=True)
 
     def check(self):
         super().check()
@@ -162,10 +171,10 @@ class PruneClusterSettings(_Clustering, PruneSettings):
 
     def stages(self):
         """``(PruneSettings, ClusterSettings)`` of the two stages, their fields read by name so that none is
-        forgotten: every prune field; every :class:`_Clustering` field, ``--layers``, ``--batch-size`` and
+        forgotten: every prune field; every :class:`_Clustering` field, ``--layers``, ``--batch-size``, ``--curve-every`` and
         ``--cluster-epochs`` as the epochs (the optimizer and rate stay the clustering recipe's)."""
         prune = PruneSettings(**self._fields(PruneSettings.names()))
-        cluster = ClusterSettings(**self._fields((*_Clustering.names(), "layers", "batch_size")),
+        cluster = ClusterSettings(**self._fields((*_Clustering.names(), "layers", "batch_size", "curve_every")),
                                   epochs=self.cluster_epochs)
         return prune.validate(), cluster.validate()
 

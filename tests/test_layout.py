@@ -43,7 +43,8 @@ def import_graph(extra=None):
 # The code map's layers, bottom to top (CONTRIBUTING.md, "Code map"): a module imports only from its own layer or
 # below. The package's __init__ re-exports the API lazily and is left out.
 LAYERS = (("kcompress.errors",), ("kcompress.backend", "kcompress.core"), ("kcompress.training",),
-          ("kcompress.reporting",), ("kcompress.deploy",), ("kcompress.methods",), ("kcompress.pipeline",),
+          ("kcompress.reporting",), ("kcompress.deploy",), ("kcompress.methods",), ("kcompress.keras",),
+          ("kcompress.pipeline",),
           ("kcompress.tuning",), ("kcompress.api", "kcompress.walkthrough"), ("kcompress.cli", "kcompress.__main__"))
 
 

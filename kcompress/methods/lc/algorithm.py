@@ -95,17 +95,29 @@ class Scorer:
 
 
 class LC:
-    """One LC run of ``tasks`` (see :mod:`kcompress.methods.lc.tasks`) on ``model`` (changed in place)."""
+    """One LC run of ``tasks`` (see :mod:`kcompress.methods.lc.tasks`) on ``model`` (changed in place).
+
+    :meth:`run` is the whole loop on a kcompress Dataset. The same steps serve a loop that a Keras
+    user's own ``fit`` drives (:mod:`kcompress.keras`): with ``data=None`` there is no scoring and
+    ``trainee`` (the model with the penalty) is left for the caller to compile; with ``cfg=None`` the
+    optimizer's learning rate is the caller's (``lr0``, when set, is decayed per μ step as in :meth:`run`).
+    The steps, in order: :meth:`begin` (λ = 0, the DC step), then per μ step :meth:`set_penalty`,
+    ``l_epochs`` epochs of training ``trainee``, :meth:`end_step` (C-step, λ update); finally
+    :meth:`set_kernels` with ``deltas``.
+    """
 
     def __init__(self, model, data, tasks, cfg, schedule):
         self.model, self.data, self.tasks, self.cfg = model, data, tasks, cfg
         self.schedule = schedule.validate()
         self.kernels = [kernel_variables(model, t.layers) for t in tasks]
         self.variables = [v for group in self.kernels for v in group]
-        self.scorer = Scorer(model, data, [n for t in tasks for n in t.layers])
+        self.scorer = None if data is None else Scorer(model, data, [n for t in tasks for n in t.layers])
         self.execution = None
         self.penalty = QuadraticPenalty(self.variables, name="lc_penalty")
-        self.trainee = training.compile_model(PenalizedModel(model, [self.penalty]), data, cfg)
+        self.trainee = PenalizedModel(model, [self.penalty])
+        if data is not None:
+            training.compile_model(self.trainee, data, cfg)
+        self.lr0 = None if cfg is None else float(cfg.lr)
         self.deltas = self.lambdas = None
         self.history, self.steps, self.dc = {}, [], {}
 
@@ -127,7 +139,8 @@ class LC:
         self.penalty.set_mu(mu)
         targets = [d + lam / mu for d, lam in zip(self.deltas, self.lambdas)]
         self.penalty.set_targets([a for t, x in zip(self.tasks, targets) for a in t.split(x)])
-        self.trainee.optimizer.learning_rate.assign(float(self.cfg.lr) * float(self.schedule.lr_decay) ** step)
+        if self.lr0 is not None:
+            self.trainee.optimizer.learning_rate.assign(self.lr0 * float(self.schedule.lr_decay) ** step)
 
     def l_step(self, step, mu):
         """``l_epochs`` epochs on loss + μ/2‖w − Δ(Θ) − λ/μ‖²; returns the last epoch's logs."""
@@ -143,6 +156,20 @@ class LC:
         """λ ← λ − μ(w − Δ(Θ)) (unless the schedule runs the quadratic-penalty method)."""
         if self.schedule.multipliers:
             self.lambdas = [lam - mu * (w - d) for lam, w, d in zip(self.lambdas, self.weights(), self.deltas)]
+
+    def begin(self):
+        """λ = 0 and the direct-compression (DC) step: Θ = C-step of the current (reference) w at the first μ;
+        returns the time it took."""
+        self.lambdas = [np.zeros_like(w) for w in self.weights()]
+        return self.c_step(self.schedule.mus[0])
+
+    def end_step(self, mu):
+        """After an L-step at ``mu``: the C-step, then the multipliers; returns ``(C-step seconds, ‖w − Δ(Θ)‖)``
+        (the distance measured before λ moves)."""
+        c_seconds = self.c_step(mu)
+        distance = self.distance()
+        self.update_multipliers(mu)
+        return c_seconds, distance
 
     # -- measuring ---------------------------------------------------------------------------
     def distance(self):
@@ -164,8 +191,7 @@ class LC:
     def run(self, progress=True):
         """DC baseline, then L/C/multiplier steps over the μ schedule; leaves w = Δ(Θ)."""
         mus = self.schedule.mus
-        self.lambdas = [np.zeros_like(w) for w in self.weights()]
-        self.c_step(mus[0])
+        self.begin()
         self.dc = {"distance": self.distance(), **{k.replace("_delta", ""): v for k, v in self.scores().items()
                                                    if k.endswith("_delta")}}
         bar = progress_of(enumerate(mus), "LC", "μ-step", total=len(mus), enabled=progress, line_per="postfix")
@@ -175,9 +201,7 @@ class LC:
                 start = time.perf_counter()
                 logs = self.l_step(step, mu)
                 l_seconds = time.perf_counter() - start
-                c_seconds = self.c_step(mu)
-                distance = self.distance()
-                self.update_multipliers(mu)
+                c_seconds, distance = self.end_step(mu)
                 self.steps.append({"step": step, "mu": mu, "lr": float(self.trainee.optimizer.learning_rate.numpy()),
                                    "loss": logs.get("loss"), "penalty": logs.get(self.penalty.name),
                                    "distance": distance, "l_seconds": l_seconds, "c_seconds": c_seconds})
@@ -210,7 +234,7 @@ class LC:
         """What run.json keeps of this run."""
         tasks = [{"task": t.describe(), **t.compression.storage()} for t in self.tasks]
         s = self.schedule
-        return {"tasks": tasks, "schedule": {"mus": list(s.mus), "l_epochs": s.l_epochs, "lr0": float(self.cfg.lr),
+        return {"tasks": tasks, "schedule": {"mus": list(s.mus), "l_epochs": s.l_epochs, "lr0": self.lr0,
                                              "lr_decay": s.lr_decay, "multipliers": s.multipliers},
-                "metric": self.scorer.metric, "execution": self.execution, "dc": self.dc, "steps": self.steps,
+                "metric": self.scorer and self.scorer.metric, "execution": self.execution, "dc": self.dc, "steps": self.steps,
                 "storage": self.storage()}

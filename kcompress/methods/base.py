@@ -111,7 +111,7 @@ class Reference:
         if self._tflite_size is None:
             recorded = self.run.tflite_sizes
             if recorded.get("weights_sha1") != weights_digest(self.model.get_weights()):
-                from kcompress.deploy.convert import tflite_size
+                from kcompress.deploy.convert import tflite_size  # settings modules import this one TensorFlow-free
 
                 recorded = tflite_size(self.model)
             self._tflite_size = {k: recorded[k] for k in TFLITE_KEYS}

@@ -35,7 +35,7 @@ def tuning_role(chief=None, worker=None, tuner_id=None):
         name = "chief" if chief else (tuner_id or f"worker-{os.getpid()}")
         require(chief or "chief" not in name, f"--tuner-id {name!r}: a worker's id must not contain 'chief'")
         os.environ.update(KERASTUNER_TUNER_ID=name, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port))
-        from keras_tuner.src.distribute import oracle_client
+        from keras_tuner.src.distribute import oracle_client  # after the environment it reads is set
 
         oracle_client.TIMEOUT = WORKER_RPC_TIMEOUT_S
     try:

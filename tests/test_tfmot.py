@@ -347,3 +347,26 @@ def test_best_epsilon_keeps_the_starting_point_when_no_epoch_beats_it():
     best.on_train_end()
     assert model.get_weights()[0][0, 0] == 2.0
     assert best.record()["best_epoch"] == 0 and best.record()["start_max_error"] == 0
+
+
+def test_the_codebook_of_a_small_kernel_is_the_optimal_k_means():
+    """A learned index's weights on the key's bits: a ladder 1, 2, 4 … 2048 beside 52 near-zero weights.
+    16 values keep all 12 steps (the optimum: 4 values left for the cloud near zero); Lloyd's algorithm
+    from quantiles spends most values on the cloud. Small sets against every partition, by brute force."""
+    import itertools
+
+    from kcompress.core.kmeans import exact_codebook, kmeans_1d
+
+    rng = np.random.default_rng(0)
+    ladder = np.concatenate([2.0 ** np.arange(12), rng.normal(0, 0.01, 52)])
+    codebook, _ = fixed_sharing.initial_codebook(ladder.reshape(8, 8), 16, keep_zeros=False)
+    assert set(2.0 ** np.arange(12)) <= {float(np.round(c, 6)) for c in codebook}
+    quantiles, _ = kmeans_1d(ladder, np.quantile(ladder, (np.arange(16) + 0.5) / 16))
+    assert np.sum(quantiles > 0.5) < 12
+    for _ in range(30):
+        x, k = rng.normal(size=9) * rng.choice([1, 10], 9), int(rng.integers(1, 5))
+        v = np.sort(x)
+        brute = min(sum(((p - p.mean()) ** 2).sum() for p in np.split(v, cuts))
+                    for cuts in itertools.combinations(range(1, 9), k - 1))
+        c = exact_codebook(x, k)
+        assert len(c) == k and ((x[:, None] - c[None]) ** 2).min(axis=1).sum() == pytest.approx(brute, abs=1e-9)

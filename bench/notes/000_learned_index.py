@@ -82,6 +82,7 @@ def why(ref, files, shared, cells):
     big = int((abs(kernel) * (n - 1) >= 1).sum())  # weights whose bit moves the prediction by ≥ 1 position
     ladder = ", ".join(f"{w:.3g}" for w in sorted(kernel, key=abs, reverse=True)[:6])
     first = [r["method"]["best_checkpoint"]["max_error_per_epoch"][0] for r in shared]
+    starts = [r["method"]["best_checkpoint"]["start_max_error"] for r in shared]
     cells = [c for c in cells if c.get("lse ε") and c.get("mse ε")]  # both trials completed
     ours = sum(c["lse ε"] <= c["mse ε"] for c in cells)
     theirs = sum(c["note lse ε"] <= c["note mse ε"] for c in cells)
@@ -99,12 +100,12 @@ def why(ref, files, shared, cells):
   N = {n:,}. Pruning up to ≈ {1 - big / 64:.0%} therefore drops only noise; with the note's 2^20 keys about
   20 weights matter, and its ε breaks at 60-70 %. ε / ref below 1: the 30 fine-tuning epochs continue the
   reference's training (stopped by the epoch limit or the patience).
-- Tables 5-6: ε / ref is far above the note's. Linear-scale k-means spends its values on the cloud of
-  near-zero weights and merges steps of the ladder, and the fixed-assignment fine-tune's first Adam step
-  (3e-3) moves the value shared by the near-zero weights by ≈ 3e-3 of the target range for each of them:
-  ε after its first epoch {', '.join(f'{e:.0f}' for e in first)} (K = {', '.join(str(k) for k in TABLE5)}).
-  kcompress keeps the best epoch's weights, but the k-means start is never a candidate (its `BestMaxError`
-  starts at ε = ∞), so a fine-tune that only worsens ε still returns the worse model.
+- Tables 5-6: the shared values start from the optimal 1-D k-means of each kernel, which keeps the ladder's
+  steps apart (Lloyd's algorithm from quantiles merged them); the last of the four fixing stages starts at
+  ε {', '.join(f'{e:.0f}' for e in starts)} and is at {', '.join(f'{e:.0f}' for e in first)} after its first epoch
+  (K = {', '.join(str(k) for k in TABLE5)}); the best epoch is kept, the start included. The fine-tune's Adam
+  step (3e-3) moves the value shared by the near-zero weights by ≈ 3e-3 of the target range for each of them
+  at once, so on this model it costs ε where the note's fine-tuning (not given) may not have.
 """
 
 

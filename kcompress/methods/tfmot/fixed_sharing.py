@@ -20,12 +20,12 @@ kernels and returns the plain model.
 import numpy as np
 
 from kcompress.backend import keras, tf
-from kcompress.core.kmeans import kmeans_1d
+from kcompress.core.kmeans import exact_codebook, kmeans_1d
 from kcompress.methods.base import kernel_names
 
 
 def initial_codebook(kernel, k, keep_zeros, symmetric=False):
-    """``(codebook, assignments)`` of ``kernel``: ``k`` values by 1-D k-means from quantiles, or,
+    """``(codebook, assignments)`` of ``kernel``: ``k`` values by 1-D k-means (:func:`_kmeans`), or,
     ``symmetric``, ±m₁ … ±mₕ with h = ⌊k/2⌋ magnitudes by k-means on |w|. With ``keep_zeros`` the
     values are for the non-zeros only (k − 1 of them, h = ⌊(k − 1)/2⌋; one value when k = 2)
     and the zeros get index ``len(codebook)``: the pinned zero. The values then train independently.
@@ -53,9 +53,14 @@ def initial_codebook(kernel, k, keep_zeros, symmetric=False):
     return codebook.astype(np.float32), assignments.reshape(kernel.shape)
 
 
+EXACT_MAX = 8192  # kernels up to this size get the optimal k-means (about 2 s at 8,192 weights and K = 16)
+
+
 def _kmeans(values, k):
-    """``(codebook, labels)``: Lloyd's algorithm on ``values`` from ``k`` quantiles."""
-    return kmeans_1d(values, np.quantile(values, (np.arange(k) + 0.5) / k))
+    """``(codebook, labels)``: the optimal 1-D k-means of a small kernel (:func:`exact_codebook`), else
+    Lloyd's algorithm from ``k`` quantiles."""
+    start = exact_codebook(values, k) if values.size <= EXACT_MAX else np.quantile(values, (np.arange(k) + 0.5) / k)
+    return kmeans_1d(values, start)
 
 
 class SharedKernel(keras.layers.Wrapper):

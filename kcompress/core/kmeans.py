@@ -1,5 +1,5 @@
-"""One-dimensional k-means (Lloyd's algorithm on sorted values): the C-step of LC's adaptive
-quantization and the initial codebook of weight sharing with fixed assignments."""
+"""One-dimensional k-means: Lloyd's algorithm on sorted values (the C-step of LC's adaptive quantization)
+and the optimal partition (the initial codebook of a small kernel under weight sharing with fixed assignments)."""
 import numpy as np
 
 

@@ -210,3 +210,13 @@ def test_readme_python_example_runs(cnn_files, tmp_path, monkeypatch):
     code = code.replace("epochs=2", "epochs=1")
     exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "exported" / "pruned" / "report.json").is_file()
+
+
+def test_staged_fixed_sharing_on_a_users_residual_cnn(cnn, images, tmp_path, monkeypatch):
+    """--assignments fixed --fixed-stages 2 on convolution kernels beside batch-norm and an Add: every kernel ends
+    with at most K values, and the fine-tuned softmax head stays better than chance."""
+    monkeypatch.chdir(tmp_path)
+    result = api.compress(cnn, "cluster", data=images, clusters=4, assignments="fixed", fixed_stages=2, epochs=2)
+    kernels = [w.numpy() for layer in result.model.layers for w in layer.weights if "kernel" in w.name]
+    assert kernels and all(len(np.unique(k)) <= 4 for k in kernels)
+    assert result["method"]["clustering"]["fixed_stages"] == 2 and result.metrics["test_error"] < 90

@@ -139,10 +139,10 @@ def run_stage(reference, model, settings, make_wrap, strip_fn, callbacks=(), kee
     """
     cfg = stage_config(reference, settings)
     wrapped, layers = wrap_layers(model, settings, make_wrap(cfg))
-    history, best = [], None
-    for i, prepare in enumerate(parts or (lambda m: None,)):
+    history, best, parts = [], None, parts or (lambda m: None,)
+    for i, prepare in enumerate(parts):
         prepare(wrapped)
-        epochs = cfg.epochs * (i + 1) // max(len(parts), 1) - cfg.epochs * i // max(len(parts), 1)
+        epochs = cfg.epochs * (i + 1) // len(parts) - cfg.epochs * i // len(parts)
         if not epochs:  # more parts than epochs: this part's weights are fixed with the next part's
             continue
         best = BestMaxError(reference.data) if keep_best and reference.data.task == "regression" else None

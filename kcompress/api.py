@@ -165,14 +165,27 @@ def export(model, out, overwrite=False, data=None, metric=None, **options):
     return pipeline.export(model, out, overwrite=overwrite, data=data, metric=metric, **options)
 
 
-def report(paths, out, overwrite=False):
+def report(paths, out, overwrite=False, files=True):
     """One table and the error-vs-size figures over the model directories in ``paths`` (model,
     sweep or tuning folders) into the folder ``out``; see :mod:`kcompress.reporting.summary`.
-    Returns the table's rows."""
+    ``files``: also convert each model to every deployable file and give the smallest one's bytes,
+    raw and gzip'd, and the int8 file's (measured once per model: :mod:`kcompress.deploy.sizes`).
+    Returns the table's rows.
+
+    >>> min(r["deployed_gzip_bytes"] for r in kcompress.report(["models/ref", "models/p95"], "reports/p95"))"""
     from kcompress.reporting.summary import write_report  # matplotlib: only when a report is written
 
     with staged_dir(out, overwrite) as tmp:
-        return write_report(paths, tmp, measure=evaluate)
+        return write_report(paths, tmp, measure=evaluate, files=_deployed_files if files else None)
+
+
+def _deployed_files(folder):
+    """The deployable files' columns of the model directory ``folder`` (TensorFlow: only then)."""
+    from kcompress.deploy.sizes import deployed_columns
+    from kcompress.pipeline import load_reference
+
+    ref = load_reference(folder)
+    return deployed_columns(ref.model, ref.data.x_train, ref.folder)
 
 
 def tune(out, overwrite=False, from_dir=None, method=None, seed=0, **settings):

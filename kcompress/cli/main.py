@@ -137,7 +137,7 @@ def _call(command, v):
         api.export(v.pop("from_dir"), v.pop("out"), seed=seed, **v)
     elif command == "report":
         _required(v, "out")
-        api.report(v["dirs"], v["out"], overwrite=v.get("overwrite", False))
+        api.report(v["dirs"], v["out"], overwrite=v.get("overwrite", False), files=v.get("files", True))
     elif command == "tune":
         _required(v, "out")
         api.tune(v.pop("out"), seed=seed, **v)

@@ -223,6 +223,9 @@ def _report_parser(sub):
     p = sub.add_parser("report", help="one table and error-vs-size figures over model, sweep and tuning folders")
     p.add_argument("dirs", nargs="+", type=nonempty, metavar="DIR",
                    help="model directories, sweep folders or tuning folders")
+    p.add_argument("--no-files", dest="files", action="store_false",
+                   help="leave out the deployable files' sizes (otherwise each model is converted once to every "
+                        "TFLite variant and ONNX, and the smallest file is reported beside the bits)")
     _out(p, "folder for report.md, report.csv and the figures")
     _common(p)
 

@@ -24,15 +24,18 @@ def input_signature(model):
 
 
 def to_tflite(model, mode="float32", representative=None):
-    """TFLite flatbuffer bytes of ``model`` in ``mode``; int8 needs ``representative`` inputs."""
+    """TFLite flatbuffer bytes of ``model`` in ``mode``; int8 needs ``representative`` inputs. The
+    ``-sparse`` modes store pruned weights in TFLite's sparse encoding (``EXPERIMENTAL_SPARSITY``):
+    smaller raw files where kernels are mostly zeros; gzip already squeezes the zeros of a dense file."""
     require(mode in TFLITE_MODES, f"unknown TFLite mode {mode!r} (one of {', '.join(TFLITE_MODES)})")
     fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(*input_signature(model))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
-    if mode != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "float16":
+    base, sparse = mode.removesuffix("-sparse"), mode.endswith("-sparse")
+    converter.optimizations = ([tf.lite.Optimize.DEFAULT] if base != "float32" else []) + \
+        ([tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else [])
+    if base == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    elif mode == "int8":
+    elif base == "int8":
         require(representative is not None, "int8 TFLite export needs a representative sample")
         sample = np.asarray(representative, np.float32)
         converter.representative_dataset = lambda: ([sample[i : i + 1]] for i in range(len(sample)))

@@ -17,6 +17,7 @@ X_AXES = {
     "root_bits_ratio": ("compression ratio (root reference bits / compressed bits)", "%g×"),
     "nonzeros": ("parameters kept (non-zero weights)", "%g"),
     "codebook": ("codebook size (most distinct values in a quantized kernel)", "%g"),
+    "deployed_gzip_bytes": ("smallest deployed file (gzip'd bytes, any format)", "%g"),
 }
 ANNOTATE_AT_MOST = 16  # more point labels than this overlap into a smear
 

@@ -25,16 +25,26 @@ REPORT_COLUMNS = [("model",), ("method",), ("setting",), ("metric",), ("train", 
                   ("test", "test", "{:.3f}"), ("params",), ("nonzeros",), ("distinct",), ("codebook",),
                   ("bits_ratio", "bits_ratio_vs_parent", "{:.2f}"), ("root_bits_ratio", "bits_ratio_vs_root", "{:.2f}"),
                   ("tflite_gzip_bytes",)]
-FIGURES = (("root_bits_ratio", "error_vs_ratio"), ("nonzeros", "error_vs_params"), ("codebook", "error_vs_codebook"))
+# the deployable files as shipped (see kcompress.deploy.sizes): the smallest gzip'd file and its format,
+# the int8 file, the smallest raw file
+FILE_COLUMNS = [("deployed_gzip_bytes", "smallest_gzip_bytes"), ("deployed_gzip_file", "smallest_gzip_file"),
+                ("int8_gzip_bytes",), ("deployed_bytes", "smallest_raw_bytes"), ("deployed_file", "smallest_raw_file")]
+FIGURES = (("root_bits_ratio", "error_vs_ratio"), ("nonzeros", "error_vs_params"), ("codebook", "error_vs_codebook"),
+           ("deployed_gzip_bytes", "error_vs_file"))
 MEASURED_AGAIN = ("params", "nonzeros", "distinct", "codebook", "bits_ratio", "root_bits_ratio", "tflite_gzip_bytes")
 
 
-def write_report(paths, folder, measure):
+def write_report(paths, folder, measure, files=None):
     """Table and figures over the model directories in ``paths`` into ``folder``; returns the rows.
     A model whose file was replaced after its record was written gets its metrics from
-    ``measure(folder)`` (its size columns, which describe the old weights, are left empty)."""
+    ``measure(folder)`` (its size columns, which describe the old weights, are left empty).
+    ``files(folder)``, if given, measures the deployable files of each model (:data:`FILE_COLUMNS`)."""
     rows = [_measured_again(r, measure) if r.get("stale") else r for r in collect(paths)]
-    md = write_table(Path(folder) / "report", rows, REPORT_COLUMNS, title="kcompress report")
+    columns = REPORT_COLUMNS
+    if files is not None:
+        rows = [_with_files(r, files) for r in rows]
+        columns = REPORT_COLUMNS + FILE_COLUMNS
+    md = write_table(Path(folder) / "report", rows, columns, title="kcompress report")
     groups = {}
     for r in rows:
         groups.setdefault((r["data"], r["metric"]), []).append(r)
@@ -50,6 +60,15 @@ def write_report(paths, folder, measure):
                          title=f"{data}: {metric} vs {name.removeprefix('error_vs_')}")
     print(md)
     return rows
+
+
+def _with_files(r, files):
+    """``r`` with its files' sizes: a stale model's (its record describes other weights) and a parent
+    that no longer exists on disk are left without."""
+    if r.get("stale") or not Path(r["model"]).is_dir():
+        return r
+    print(f"kcompress: measuring the deployable files of {r['model']}", file=sys.stderr, flush=True)
+    return {**r, **files(r["model"])}
 
 
 def _measured_again(r, measure):

@@ -23,8 +23,9 @@ from kcompress.core.modeldir import staged_dir
 from kcompress.core.objectives import predict, scores
 from kcompress.core.settings import base_type, split_list
 from kcompress.core.stats import compression_stats
-from kcompress.deploy.check import LATENCY_BATCH, OnnxRunner, interleaved_latency_ms
-from kcompress.deploy.convert import to_onnx
+from kcompress.deploy.check import LATENCY_BATCH, OnnxRunner, TFLiteRunner, interleaved_latency_ms
+from kcompress.deploy.convert import gzip_size, to_onnx
+from kcompress.deploy.sizes import VARIANTS, calibration_sample, convert
 from kcompress.errors import UsageError, require
 from kcompress.methods import REGISTRY, settings_class
 from kcompress.methods.base import Reference
@@ -33,7 +34,8 @@ from kcompress.tuning.tuner import TrialImpossible
 from kcompress.tuning.trials import MODEL_DIR, ReferenceTrial, command_args
 
 OVER_BUDGET = 10.0  # the score of a trial over budget starts here; within budget it is objective / reference's
-TOTAL_KEYS = {"bits": "bits", "gzip-tflite": "tflite_gzip_bytes", "params": "params"}
+TOTAL_KEYS = {"bits": "bits", "gzip-tflite": "tflite_gzip_bytes", "deployed-size": "tflite_gzip_bytes",
+              "params": "params"}
 LATENCY_REPEATS = 100
 
 
@@ -141,7 +143,8 @@ class AutoTrial(ReferenceTrial):
         stats = compression_stats(self.reference.model, self.reference.model)["total"]
         self.reference_bits = stats["reference_bits"]
         self._onnx = None
-        self.reference_objective = self.measure(self.reference.model, {**stats, **self.reference.tflite_size()})
+        self.reference_objective = self.measure(self.reference.model, {**stats, **self.reference.tflite_size()},
+                                                reference=True)[0]
 
     def params(self):
         """``{name: Param}`` of the searched values, for the report's columns."""
@@ -160,17 +163,46 @@ class AutoTrial(ReferenceTrial):
                 for value in ((p.low, p.high) if p.is_range else p.choices):
                     stage_settings({**first, key: value, "method": name}, self.spaces)
 
-    def error(self, model):
-        """The model's error on :func:`selection_split`: % for classes, ε in positions for an index."""
+    def error(self, model, predictions=None):
+        """The model's error on :func:`selection_split`: % for classes, ε in positions for an index;
+        ``predictions``: its outputs there, when they come from an exported file's runtime."""
         x, y = self.split
-        s = scores(y, predict(model, x), self.data, "sel_")
+        s = scores(y, predict(model, x) if predictions is None else predictions, self.data, "sel_")
         return s["sel_error"] if self.task == "classification" else s["sel_max_error"]
 
-    def measure(self, model, total):
-        """The objective of ``model``; ``total``: its compression statistics' totals."""
-        if self.settings.objective == "latency":
-            return self.latency_ms(model)
-        return float(total[TOTAL_KEYS[self.settings.objective]])
+    def measure(self, model, total, reference=False):
+        """``(objective, error, file)`` of ``model``; ``total``: its compression statistics' totals. The
+        error is the Keras model's, or for ``deployed-size`` that of ``file`` (the variant chosen) as its
+        runtime computes it.
+        ``deployed-size`` counts against the reference's float32 TFLite file, the file one ships without
+        compressing (``reference``)."""
+        objective = self.settings.objective
+        if objective == "deployed-size" and not reference:
+            variant, value, error = self.smallest_file(model)
+            return value, error, variant
+        value = self.latency_ms(model) if objective == "latency" else float(total[TOTAL_KEYS[objective]])
+        return value, None if reference else self.error(model), None
+
+    def files(self, model):
+        """``[(variant, gzip bytes, error)]`` of every deployable file of ``model`` (:mod:`kcompress.deploy.sizes`),
+        each run in its own runtime on the selection split; a variant the converter refuses is skipped."""
+        sample, x = calibration_sample(self.data.x_train, self.seed), self.split[0]
+        rows = []
+        for variant in VARIANTS:
+            try:
+                blob = convert(model, variant, sample)
+            except Exception:  # noqa: BLE001 - a format this model cannot take is no file to choose
+                continue
+            runner = OnnxRunner(blob) if variant == "onnx" else TFLiteRunner(blob)
+            rows.append((variant, float(gzip_size(blob)), self.error(model, runner(x))))
+        return rows
+
+    def smallest_file(self, model):
+        """``(variant, gzip bytes, error)`` of the smallest file within the budget (none within it: the file
+        with the least error, so that the oracle sees how far over the budget the model is)."""
+        rows = self.files(model)
+        within = [r for r in rows if self.within(r[2])]
+        return min(within, key=lambda r: r[1]) if within else min(rows, key=lambda r: (r[2], r[1]))
 
     def latency_ms(self, model):
         """Milliseconds of ``model``'s ONNX file at batch 256 on one thread in onnxruntime, timed
@@ -215,11 +247,13 @@ class AutoTrial(ReferenceTrial):
             ref = Reference(model=model, run=record, data=ref.data, train=ref.train, folder=target,
                             data_spec=ref.data_spec)
         total = record.total_compression
-        value, error = self.measure(model, total), self.error(model)
-        return {"auto_score": self.score(value, error), "val_error": error, "objective": value,
-                "ratio": self.reference_objective / value, "within_budget": float(self.within(error)),
-                "bits_ratio": self.reference_bits / total["bits"], "params": float(total["params"]),
-                "seconds": time.perf_counter() - start}
+        value, error, variant = self.measure(model, total)
+        metrics = {"auto_score": self.score(value, error), "val_error": error, "objective": value,
+                   "ratio": self.reference_objective / value, "within_budget": float(self.within(error)),
+                   "bits_ratio": self.reference_bits / total["bits"], "params": float(total["params"])}
+        if variant:  # Keras Tuner keeps numbers: the file's index in VARIANTS
+            metrics["file"] = float(VARIANTS.index(variant))
+        return {**metrics, "seconds": time.perf_counter() - start}
 
     def progress(self, oracle, trial_id, metrics):
         """One line: this trial, the best within budget so far, and what is left of the budget."""

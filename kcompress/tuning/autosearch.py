@@ -19,6 +19,7 @@ from kcompress.core.objectives import evaluate_model, primary_metric
 from kcompress.core.source import Source
 from kcompress.deploy.check import export_and_check
 from kcompress.deploy.settings import ExportSettings
+from kcompress.deploy.sizes import VARIANTS
 from kcompress.errors import CheckFailed
 from kcompress.pipeline import load_reference
 from kcompress.tuning.auto import AutoTrial, auto_grid, auto_hyperparameters
@@ -70,12 +71,13 @@ def finish(out, report, front, runner, seed):
         summary["test"] = {key: evaluate_model(model.model, model.data)[key],
                            "reference": runner.reference.run.metric(key)}
         try:
-            settings = ExportSettings.from_dict({"formats": ("tflite", "onnx"), "tflite_modes": ("float32",)})
+            settings = ExportSettings.from_dict({"formats": ("tflite", "onnx")})  # every TFLite variant, int8 too
             check = export_and_check(model, out / "exported", settings, overwrite=True, seed=seed)
         except CheckFailed as e:
             failure, check = e, read_run_report(out / "exported")
         summary["export"] = {"passed": check["passed"], "folder": str(out / "exported"),
-                             **{r["variant"]: {"gzip_bytes": r["gzip_bytes"], "batch_latency_ms": r["batch_latency_ms"]}
+                             **{r["variant"]: {k: r[k] for k in ("bytes", "gzip_bytes", "value", "agreement",
+                                                                 "batch_latency_ms", "runtime")}
                                 for r in check["files"]}}
     write_json(out / "summary.json", summary)
     text = summary_text(summary, runner)
@@ -104,6 +106,8 @@ def _summary(report, front, runner, chosen):
     if chosen:
         summary["chosen"] = {"trial": chosen["trial"], "values": chosen["values"],
                              **{k: chosen["metrics"][k] for k in ("objective", "ratio", "val_error", "bits_ratio")}}
+        if "file" in chosen["metrics"]:  # --objective deployed-size: the file that was measured
+            summary["chosen"]["file"] = VARIANTS[int(chosen["metrics"]["file"])]
     return summary
 
 
@@ -123,8 +127,10 @@ def summary_text(summary, runner):
     what = " ".join(f"{k}={v}" for k, v in chosen["values"].items())
     test = summary["test"]
     key = primary_metric(runner.task)
-    lines += [f"- chosen: trial {chosen['trial']} ({what}) -> best/",
-              f"- {s.objective}: {chosen['objective']:.4g} = {chosen['ratio']:.3g}x better than the reference "
+    against = " (its float32 TFLite file)" if chosen.get("file") else ""
+    lines += [f"- chosen: trial {chosen['trial']} ({what}) -> best/"
+              + (f", shipped as its {chosen['file']} file" if chosen.get("file") else ""),
+              f"- {s.objective}: {chosen['objective']:.4g} = {chosen['ratio']:.3g}x better than the reference{against} "
               f"({chosen['bits_ratio']:.3g}x fewer storage bits); validation error {chosen['val_error']:.4g}{unit}",
               f"- test split (once, for the chosen model): {key} {test[key]:.4g}{unit} "
               f"(reference {test['reference'] if test['reference'] is None else format(test['reference'], '.4g')}{unit})"]
@@ -132,4 +138,17 @@ def summary_text(summary, runner):
     lines.append(f"- deployment check: {'pass' if export['passed'] else 'FAIL'} ({export['folder']}); ONNX batch-256 "
                  f"latency {export['onnx']['batch_latency_ms']:.3f} ms; float32 TFLite gzip "
                  f"{export['tflite-float32']['gzip_bytes'] / 1024:.1f} KiB")
-    return "\n".join(lines)
+    return "\n".join(lines + deployed_lines(export, key, unit))
+
+
+def deployed_lines(export, key, unit):
+    """The smallest deployable files of the chosen model, gzip'd and raw, each with its own test score
+    as its runtime computes it on the whole test split."""
+    files = {v: f for v, f in export.items() if isinstance(f, dict)}
+    lines = []
+    for size, what in (("gzip_bytes", "gzip'd"), ("bytes", "raw")):
+        variant = min(files, key=lambda v: files[v][size])
+        f = files[variant]
+        lines.append(f"- smallest {what} file: {variant} {f[size] / 1024:.1f} KiB, {key} {f['value']:.4g}{unit} "
+                     f"in {f['runtime']} (exported/report.md)")
+    return lines

@@ -8,6 +8,7 @@ from kcompress.reporting import plots
 from kcompress.reporting.tables import write_table
 
 LABELS = {"bits": "storage bits", "gzip-tflite": "gzip'd float32 TFLite bytes",
+          "deployed-size": "smallest deployable file within budget (gzip'd bytes)",
           "latency": "ONNX latency, batch 256, 1 thread (ms)", "params": "parameters"}
 
 

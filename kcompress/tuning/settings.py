@@ -14,7 +14,7 @@ from kcompress.core.settings import Settings, option, positive, split_list
 from kcompress.errors import UsageError, require
 from kcompress.methods import REGISTRY
 
-OBJECTIVES = ("bits", "gzip-tflite", "latency", "params")
+OBJECTIVES = ("bits", "gzip-tflite", "deployed-size", "latency", "params")
 SEARCHES = ("grid", "random", "bayesian", "hyperband")  # the Keras Tuner oracles of tune
 AUTO_SEARCHES = ("bayesian", "random", "grid")  # hyperband's brackets do not fit a budget of compressions
 UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -65,8 +65,11 @@ class TuneSettings(Workers):
 class AutoSettings(Workers):
     """What the auto search minimises, within which error budget, and for how long."""
 
-    objective: str = option("bits", "what to minimise: storage bits, gzip'd float32 TFLite bytes, onnxruntime "
-                                    "latency (batch 256, one thread, vs the reference) or parameters",
+    objective: str = option("bits", "what to minimise: storage bits, gzip'd float32 TFLite bytes, deployed-size "
+                                    "(the smallest gzip'd file of any TFLite variant, int8 included, or ONNX whose "
+                                    "own validation error, run in its runtime, is within the budget; against the "
+                                    "reference's float32 TFLite), onnxruntime latency (batch 256, one thread, vs "
+                                    "the reference) or parameters",
                             choices=OBJECTIVES)
     max_error_increase: float = option(0.5, "error budget over the reference's validation error: percentage "
                                             "points for classes, positions of ε for learned indexes")

@@ -4,6 +4,8 @@ optimizer, loss, data and callbacks, add the piece's callback, then take the pla
 
 - :class:`LC` (:mod:`kcompress.keras.lc`): the Learning-Compression algorithm (``compress --method lc``);
   :class:`LCCallback` is what :meth:`LC.callback` returns.
+- :class:`AlphaSchedule` (:mod:`kcompress.keras.alpha`): parallel low-rank branches that take over as α falls
+  to 0 (``compress --method alpha``); :class:`AlphaScheduleCallback` is what :meth:`AlphaSchedule.callback` returns.
 
 A complete example (a small Dense net, its two kernels sharing one 4-value codebook)::
 
@@ -26,6 +28,7 @@ A complete example (a small Dense net, its two kernels sharing one 4-value codeb
     compressed, stats = lc.finalize()
     print(np.unique(compressed.get_layer("hidden").kernel.numpy()).size, stats["bits_ratio"])   # 4 ...
 """
+from kcompress.keras.alpha import AlphaSchedule, AlphaScheduleCallback
 from kcompress.keras.lc import LC, LCCallback, model_tasks
 
-__all__ = ["LC", "LCCallback", "model_tasks"]
+__all__ = ["AlphaSchedule", "AlphaScheduleCallback", "LC", "LCCallback", "model_tasks"]

@@ -81,7 +81,13 @@ def branch_rank(layer, prune):
     bias = out if layer.use_bias else 0
     target = (1.0 - prune) * layer_params(layer)
     r = max(1, int(round((target - bias) / (fan_in + out))))
-    return r, r * (fan_in + out) + bias
+    return r, branch_params(layer, r)
+
+
+def branch_params(layer, rank):
+    """Parameters of ``layer``'s branch at ``rank``: ``rank · (fan_in + n)`` plus the projection's bias."""
+    fan_in, out = int(np.prod(layer.kernel.shape[:-1])), int(layer.kernel.shape[-1])
+    return rank * (fan_in + out) + (out if layer.use_bias else 0)
 
 
 def _pool_after(graph, node):

@@ -10,7 +10,9 @@ the model is trained — on the true labels, or (``--target teacher``) on the or
 model's outputs with the mean squared error per output value — with the learning rate
 reset to ``--lr`` and cut by ``gamma`` when the validation loss stalls for
 ``--alpha-patience`` epochs. An α ends after ``--epochs-per-alpha`` epochs or, by default,
-once the learning rate has been cut ``--alpha-lr-drops`` times: that plateau-based end
+once the learning rate has been cut ``--alpha-lr-drops`` times (both rules are
+:class:`~kcompress.methods.alpha.stepping.AlphaScheduleCallback`'s, which
+:class:`kcompress.keras.alpha.AlphaSchedule` runs in a user's own ``fit``): that plateau-based end
 keeps the default schedule (59 α values) practical without early stopping, which cut training
 short in the original experiments (``--patience`` turns classic early stopping on if wanted). The
 optimizer defaults to Adam at 1e-3 (SGD with momentum at the reference's 0.05 diverged right
@@ -28,6 +30,7 @@ from kcompress.core.progress import progress
 from kcompress.core.surgery import Graph, output_layers
 from kcompress.errors import require
 from kcompress.methods.alpha import blend
+from kcompress.methods.alpha.stepping import AlphaScheduleCallback
 from kcompress.methods.base import CompressionResult, finetune_config, target_layers, unset_values
 from kcompress.reporting.plots import training_curves
 from kcompress.reporting.tables import write_table
@@ -35,27 +38,6 @@ from kcompress.training.history import merge_histories
 from kcompress.training.loop import fit
 
 MIN_SHARE = 0.01  # default layers: those with at least 1 % of the Dense/Conv2D parameters or multiply-adds
-
-
-class StopAfterLrDrops(keras.callbacks.Callback):
-    """Ends a training run once the learning rate has been cut ``drops`` times (0 = never)."""
-
-    def __init__(self, drops):
-        super().__init__()
-        self.drops = int(drops)
-
-    def _lr(self):
-        return float(keras.backend.get_value(self.model.optimizer.learning_rate))
-
-    def on_train_begin(self, logs=None):
-        self.count, self.last = 0, self._lr()
-
-    def on_epoch_end(self, epoch, logs=None):
-        lr = self._lr()
-        if lr < self.last * (1 - 1e-6):
-            self.count, self.last = self.count + 1, lr
-        if self.drops and self.count >= self.drops:
-            self.model.stop_training = True
 
 
 class LabelScores(keras.callbacks.Callback):
@@ -121,32 +103,53 @@ def prunable_layers(model, names=None):
     return layers
 
 
+def plan_branches(model, s, ranks=None):
+    """``{layer: {rank, branch_params, original_params, pooled}}``: the layers that get a branch and its size.
+    ``ranks`` (layer name → r): those layers at those ranks; unset: :func:`prunable_layers` of ``s.layers``,
+    each at the rank that drops ``s.prune`` of its parameters. ``pooled``: the branch runs at stride 2 (a conv
+    before a 2×2 max-pool, with ``s.conv_branch`` pooled; see :func:`~kcompress.methods.alpha.blend.pooled_convs`)."""
+    layers = prunable_layers(model, list(ranks) if ranks else s.layers)
+    pooled = blend.pooled_convs(model) if s.conv_branch == "pooled" else ()
+
+    def size(layer):
+        rank = ranks[layer.name] if ranks else blend.branch_rank(layer, s.prune)[0]
+        return {"rank": rank, "branch_params": blend.branch_params(layer, rank)}
+
+    return {l.name: {**size(l), "original_params": blend.layer_params(l), "pooled": l.name in pooled} for l in layers}
+
+
+def blended_model(model, s, branches):
+    """``model`` with the ``branches`` of :func:`plan_branches` blended in at α = 1, mixed where ``s.blend_at``
+    says, the original layers frozen where ``s.freeze_original`` says (``model`` itself is left as it is)."""
+    blended = blend.blend_model(model, {n: b["rank"] for n, b in branches.items()},
+                                before_activation=s.blend_at == "preactivation",
+                                pooled=[n for n, b in branches.items() if b["pooled"]])
+    blend.freeze_original(blended, s.freeze_original)
+    return blended
+
+
 def run(reference, settings):
     """Blend branches into a copy of the reference, train through the α schedule, and return
-    the plain branch model trained at α = 0 (the originals removed)."""
+    the plain branch model trained at α = 0 (the originals removed). Each α is a ``fit`` of its own
+    (a fresh optimizer), which :class:`AlphaScheduleCallback` ends and whose learning-rate rule it runs."""
     s = settings
-    layers = prunable_layers(reference.model, s.layers)
-    pooled = blend.pooled_convs(reference.model) if s.conv_branch == "pooled" else ()
-    branches = {l.name: dict(zip(("rank", "branch_params"), blend.branch_rank(l, s.prune)),
-                             original_params=blend.layer_params(l), pooled=l.name in pooled) for l in layers}
+    branches = plan_branches(reference.model, s)
     teacher = s.target == "teacher"
     data = teacher_data(reference.model, reference.data) if teacher else reference.data
     cfg = finetune_config(reference, s, epochs=s.epochs_per_alpha, plateau_patience=s.alpha_patience,
                           loss="mse" if teacher else reference.train.loss)
-    step_cfg = replace(cfg, epochs=s.epochs_per_alpha)
-    model = blend.blend_model(reference.model, {n: b["rank"] for n, b in branches.items()},
-                              before_activation=s.blend_at == "preactivation", pooled=pooled)
+    fit_cfg = replace(cfg, lr_schedule="fixed")  # the α's learning-rate rule is the callback's
+    model = blended_model(reference.model, s, branches)
     parts, rows, markers = [], [], []
     for alpha in progress(s.alphas(), "α schedule", "α"):
         if alpha == 0:
             model = blend.strip_model(reference.model, model)
-        blend.set_alpha(model, alpha)
-        blend.freeze_original(model, s.freeze_original)
+            blend.freeze_original(model, s.freeze_original)
         markers.append((sum(len(p["loss"]) for p in parts) + 0.5, f"α={alpha:.3g}"))
-        callbacks = [StopAfterLrDrops(s.alpha_lr_drops)] + ([LabelScores(reference.data)] if teacher else [])
-        h = fit(model, data, cfg if alpha == 0 else step_cfg, callbacks=callbacks,
+        callbacks = ([LabelScores(reference.data)] if teacher else []) + [AlphaScheduleCallback([alpha], s, cfg)]
+        h = fit(model, data, replace(fit_cfg, epochs=s.epochs_at(alpha)), callbacks=callbacks,
                 planned_epochs=cfg.epochs if alpha == 0 else s.epochs_per_alpha * (len(s.alphas()) - 1))
-        parts.append({**h, "alpha": [float(alpha)] * len(h["loss"])})
+        parts.append(dict(h))
         rows.append(alpha_row(alpha, h, model, reference.data))
     blend.freeze_original(model, False)
     history = merge_histories(*parts)
@@ -169,12 +172,16 @@ def alpha_row(alpha, h, model, data):
             f"{split}_{metric}": blended, f"{split}_{metric}_branches_only": branches}
 
 
-def method_record(s, branches, rows):
-    """What run.json records about the α-schedule (besides the settings)."""
+def branch_totals(branches):
+    """The parameters of the layers given branches, of their branches, and the share kept."""
     original = sum(b["original_params"] for b in branches.values())
     kept = sum(b["branch_params"] for b in branches.values())
-    return {"schedule": s.alphas(), "branches": branches, "prunable_params": original, "branch_params": kept,
-            "kept_share": kept / original, "per_alpha": rows}
+    return {"prunable_params": original, "branch_params": kept, "kept_share": kept / original}
+
+
+def method_record(s, branches, rows):
+    """What run.json records about the α-schedule (besides the settings)."""
+    return {"schedule": s.alphas(), "branches": branches, **branch_totals(branches), "per_alpha": rows}
 
 
 def write_outputs(folder, history, markers, rows, s):

@@ -60,8 +60,9 @@ class AlphaSettings(FinetuneSettings):
     NAME, RUNNER = "alpha", "kcompress.methods.alpha.method"
     HELP = "α-schedule: parallel narrower branches (rank-r bottlenecks) take over from the original layers"
     BUDGET = "epochs_per_alpha"
+    RECIPE, RECIPE_GAIN = {"prune": 0.7, "alpha_decay": 0.2}, 2.0
     SEARCH = {"prune": "0.5:0.9", "alpha_decay": (0.1, 0.2)}  # the faster schedules: 2.3-2.9x faster, minutes
-    REDUCES = ("bits", "gzip-tflite", "params", "latency")
+    REDUCES = ("bits", "gzip-tflite", "deployed-size", "params", "latency")
 
     prune: float = option(0.65, "share of each layer's parameters the branch drops, in (0, 1)", sweep=True)
     alpha_schedule: str = option("exp", "how α falls from 1 to 0 at step k: exp α = e^(−decay·k) (note 002's "
@@ -109,3 +110,11 @@ class AlphaSettings(FinetuneSettings):
     def alphas(self):
         """The α values of the schedule after α = 1, ending with 0."""
         return alpha_schedule(self.alpha_schedule, self.alpha_decay, self.alpha_min, self.alpha_list)
+
+    def epochs_at(self, alpha):
+        """The most epochs trained at ``alpha``: ``--epochs`` at α = 0 where set, else ``--epochs-per-alpha``."""
+        return self.epochs if alpha == 0 and self.epochs is not None else self.epochs_per_alpha
+
+    def total_epochs(self):
+        """The most epochs of the whole schedule (every α ending by its epoch count)."""
+        return sum(self.epochs_at(a) for a in self.alphas())

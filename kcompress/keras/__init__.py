@@ -4,6 +4,9 @@ optimizer, loss, data and callbacks, add the piece's callback, then take the pla
 
 - :class:`LC` (:mod:`kcompress.keras.lc`): the Learning-Compression algorithm (``compress --method lc``);
   :class:`LCCallback` is what :meth:`LC.callback` returns.
+- :class:`Pruner` (:mod:`kcompress.keras.pruner`): pruner masks — gates under the λ/μ rule, then the closed
+  units removed for real (``compress --method pruner``); :class:`PrunerCallback` is what :meth:`Pruner.callback`
+  returns.
 - :class:`AlphaSchedule` (:mod:`kcompress.keras.alpha`): parallel low-rank branches that take over as α falls
   to 0 (``compress --method alpha``); :class:`AlphaScheduleCallback` is what :meth:`AlphaSchedule.callback` returns.
 
@@ -30,5 +33,6 @@ A complete example (a small Dense net, its two kernels sharing one 4-value codeb
 """
 from kcompress.keras.alpha import AlphaSchedule, AlphaScheduleCallback
 from kcompress.keras.lc import LC, LCCallback, model_tasks
+from kcompress.keras.pruner import Pruner, PrunerCallback
 
-__all__ = ["AlphaSchedule", "AlphaScheduleCallback", "LC", "LCCallback", "model_tasks"]
+__all__ = ["AlphaSchedule", "AlphaScheduleCallback", "LC", "LCCallback", "Pruner", "PrunerCallback", "model_tasks"]

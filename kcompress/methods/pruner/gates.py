@@ -10,10 +10,13 @@ extra loss term (see :mod:`kcompress.training.penalty`) ``μ·λ·Σ_layers L_pr
 
 λ and μ live in tf.Variables so that a schedule (:mod:`kcompress.methods.pruner.schedule`) moves them
 between epochs without recompiling. :func:`add_gates` inserts gates into a model,
-:func:`harden` turns them into exact 0/1 masks; :class:`GateTrainer` trains a gated model with
+:func:`harden` turns them into exact 0/1 masks, :func:`gates_open` opens them all for a while (the
+gated model is then the model as given); :class:`GateTrainer` trains a gated model with
 the network weights by gradient and the gate weights either by gradient at their own learning
 rate or by a Markov chain (w ← w + δ·U[−1, 1], kept only if L_tot falls on the batch).
 """
+from contextlib import contextmanager
+
 import numpy as np
 
 from kcompress.backend import keras, tf
@@ -24,6 +27,7 @@ from kcompress.methods.pruner.settings import REJECTIONS
 from kcompress.training.penalty import PenalizedModel, PenaltyTerm
 
 GATE_INIT = 4.0  # σ(4) ≈ 0.982: gates start open
+GATE_OPEN = 30.0  # σ(30) rounds to exactly 1 in float32: an open gate passes its unit unchanged
 # Layers that act on each unit/channel separately: a gate goes after them, not before
 # (a gate before batch-norm would be normalised away; a depthwise conv's bias would reopen it).
 PER_UNIT_LAYERS = ("BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Dropout",
@@ -108,6 +112,20 @@ def spread_gates(gates, spread):
     equal, L_pru alone moves them in lockstep and cannot pick n of N."""
     for gate in gates.values():
         gate.w.assign_add(tf.random.uniform(tf.shape(gate.w), -float(spread), float(spread)))
+
+
+@contextmanager
+def gates_open(gates):
+    """Within the block every gate of ``gates`` (``{layer: Gate}``) is σ = 1 exactly, so the gated model
+    computes the model as given (the Keras piece measures its task loss so); their weights come back after."""
+    saved = [g.w.numpy() for g in gates.values()]
+    try:
+        for gate in gates.values():
+            gate.w.assign(tf.fill(tf.shape(gate.w), GATE_OPEN))
+        yield
+    finally:
+        for gate, w in zip(gates.values(), saved):
+            gate.w.assign(w)
 
 
 def harden(gated_model):
@@ -237,12 +255,16 @@ class GateTrainer(PenalizedModel):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         gates, rest = self._split(self.trainable_variables)
+        # Under a tf.distribute strategy the compiled loss is each replica's share (÷ replicas) and the
+        # optimizers sum the replicas' gradients: the penalty takes its share too, or it would count twice.
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         with tf.GradientTape() as tape:
             y_pred = self(x, training=not self.pruning_only)
             task_loss = self.compiled_loss(y, y_pred, sample_weight, regularization_losses=self.losses)
             extra = self.penalty()
-            total = extra if self.pruning_only else task_loss + extra
-        grads = tape.gradient(total, gates if self.pruning_only else gates + rest)
+            total = extra if self.pruning_only else task_loss * replicas + extra  # L_tot of the whole batch
+            share = total / replicas
+        grads = tape.gradient(share, gates if self.pruning_only else gates + rest)
         if not self.pruning_only:
             self.optimizer.apply_gradients(zip(grads[len(gates):], rest))
         if self.mode == "gradient":

@@ -7,7 +7,8 @@ or on the pruning loss alone with ``--pruning-loss-only``), the network learning
 ``--gate-lr-schedule``, with the λ/μ schedule of :mod:`kcompress.methods.pruner.schedule` until
 every gate is within ε of 0 or 1 with exactly n open per layer (or ``--max-epochs``). Then the n
 units with the largest gates per layer are kept, the others removed for real (:mod:`kcompress.methods.pruner.units`), and
-the smaller plain model is fine-tuned briefly.
+the smaller plain model is fine-tuned briefly. The gate phase is one :class:`GatePhase`, the same that
+:class:`kcompress.keras.pruner.Pruner` builds in a user's own training script.
 """
 import time
 
@@ -80,18 +81,77 @@ def gate_phase_config(reference, settings):
     return finetune_config(reference, settings.replace(epochs=settings.max_epochs, patience=0, lr_schedule=schedule))
 
 
-def train_gates(reference, gated, penalty, settings):
-    """Train the gated model until the gates converge or --max-epochs; returns (history, callbacks)."""
-    cfg = gate_phase_config(reference, settings)
-    trainer = G.GateTrainer(gated, penalty, mode=settings.pruner_optimizer, delta=settings.markov_delta,
-                            gate_optimizer=keras.optimizers.Adam(settings.gate_lr),
-                            pruning_only=settings.pruning_loss_only)
-    initial = task_loss(reference.model, reference, cfg)
-    callbacks = [PrunerCallback(penalty, lambda_mu_schedule(settings), settings.gate_epsilon, initial)]
-    if settings.gate_lr_schedule == "on-pruning":
-        callbacks.append(DropOnPruning(penalty, settings.lr_drop_share, cfg.gamma))
-    history = fit(trainer, reference.data, cfg, callbacks=callbacks)
-    return history, callbacks
+class GatePhase:
+    """The gate phase of the pruner masks on ``model`` with validated ``settings``: the gates after the
+    targeted channel groups, the penalty, the trainer, its callbacks, and at the end the smaller model. One
+    implementation: :func:`run` (``compress --method pruner``) and :class:`kcompress.keras.pruner.Pruner`
+    both build one. Everything is made in ``model``'s tf.distribute scope, so that a model built under a
+    strategy trains under it with mirrored gates, λ and μ."""
+
+    def __init__(self, model, settings):
+        self.settings, self.name, self.strategy = settings, f"{model.name}_pruned", model.distribute_strategy
+        require(settings.pruner_optimizer == "gradient" or self.strategy.num_replicas_in_sync == 1,
+                "--pruner-optimizer markov cannot run on several replicas (each would draw its own proposals): "
+                "use gradient")
+        self.channels = Channels(model)
+        self.targets = gate_targets(model, settings, self.channels)
+        with self.strategy.scope():
+            self.gated, gates = G.add_gates(model, list(self.targets))
+            G.spread_gates(gates, settings.gate_init_spread)
+            self.penalty = G.PrunerPenalty(gates, self.targets, rejection=settings.rejection)
+            self.trainer = G.GateTrainer(self.gated, self.penalty, mode=settings.pruner_optimizer,
+                                         delta=settings.markov_delta, pruning_only=settings.pruning_loss_only,
+                                         gate_optimizer=keras.optimizers.Adam(settings.gate_lr))
+        self.rule = self.lr_drop = None
+
+    def callbacks(self, initial_task_loss=None):
+        """The callbacks of the gate phase, made at the first call (``initial_task_loss``, the task loss of the
+        model as given, seeds μ): the λ/μ rule, then the on-pruning learning-rate drop where
+        --gate-lr-schedule asks for it. Later calls return the same ones: a schedule spans several fits."""
+        s = self.settings
+        if self.rule is None:
+            self.rule = PrunerCallback(self.penalty, lambda_mu_schedule(s), s.gate_epsilon, initial_task_loss)
+            if s.gate_lr_schedule == "on-pruning":
+                self.lr_drop = DropOnPruning(self.penalty, s.lr_drop_share, s.gamma)
+        return [self.rule] + ([self.lr_drop] if self.lr_drop else [])
+
+    def pruned(self):
+        """The plain smaller model: the gates left out and the units they closed removed for real (the n
+        with the largest gates kept per group), made in the model's strategy scope."""
+        with self.strategy.scope():
+            return remove_units(G.strip_gates(self.gated), G.kept_units(self.penalty), name=self.name)
+
+    def stats(self, epochs):
+        """What the gate phase did in ``epochs`` epochs: targets and groups, the units kept, whether and
+        when the gates converged, the λ raises, λ and μ at the end and the final gate values."""
+        epsilon, rule = self.settings.gate_epsilon, self.rule
+        summary = G.gate_summary(self.penalty, epsilon)
+        keep = G.kept_units(self.penalty)
+        return {
+            "targets": self.targets,
+            "groups": {name: self.channels.group_of(name).members for name in self.targets},
+            "unprunable_groups": {g.name: g.reason for g in self.channels.groups if not g.prunable},
+            "kept_units": keep,
+            "units": {name: {"before": len(summary["values"][name]), "after": len(idx)} for name, idx in keep.items()},
+            "gate_epochs": epochs,
+            "converged": rule.converged_epoch is not None,
+            "converged_epoch": rule.converged_epoch,
+            "open_at_end": summary["open"],
+            "gates_undecided_at_end": {n: int(((v > epsilon) & (v < 1 - epsilon)).sum())
+                                       for n, v in summary["values"].items()},
+            "lambda_raises": [{"epoch": e, "lambda": lam, "why": why} for e, lam, why in rule.schedule.raises],
+            "final_lambda": float(self.penalty.lam.numpy()),
+            "final_mu": float(self.penalty.mu.numpy()),
+            "lr_dropped_epoch": self.lr_drop.dropped_epoch if self.lr_drop else None,
+            "gate_values": {n: np.round(v, 4).tolist() for n, v in summary["values"].items()},
+        }
+
+
+def train_gates(reference, phase):
+    """Train ``phase``'s gated model until the gates converge or --max-epochs; returns the history."""
+    cfg = gate_phase_config(reference, phase.settings)
+    callbacks = phase.callbacks(task_loss(reference.model, reference, cfg))
+    return fit(phase.trainer, reference.data, cfg, callbacks=callbacks)
 
 
 def task_loss(model, reference, cfg):
@@ -101,50 +161,21 @@ def task_loss(model, reference, cfg):
 
 
 def run(reference, settings):
-    model = reference.model
-    channels = Channels(model)
-    targets = gate_targets(model, settings, channels)
-    gated, gates = G.add_gates(model, list(targets))
-    G.spread_gates(gates, settings.gate_init_spread)
-    penalty = G.PrunerPenalty(gates, targets, rejection=settings.rejection)
+    phase = GatePhase(reference.model, settings)
     start = time.perf_counter()
-    gate_history, (callback, *lr_drop) = train_gates(reference, gated, penalty, settings)
+    gate_history = train_gates(reference, phase)
     gate_seconds = time.perf_counter() - start
-    epsilon = settings.gate_epsilon
-    summary = G.gate_summary(penalty, epsilon)
-    keep = G.kept_units(penalty)
-    pruned = remove_units(G.strip_gates(gated), keep, name=f"{model.name}_pruned")
-    ft_epochs = settings.epochs
+    pruned, facts = phase.pruned(), phase.stats(len(gate_history["loss"]))
     history = gate_history
-    if ft_epochs > 0:
+    if settings.epochs > 0:
         history = merge_histories(gate_history, fit(pruned, reference.data, finetune_config(reference, settings)))
-    epochs = len(gate_history["loss"])
-    record = {
-        "targets": targets,
-        "groups": {name: channels.group_of(name).members for name in targets},
-        "unprunable_groups": {g.name: g.reason for g in channels.groups if not g.prunable},
-        "kept_units": keep,
-        "units": {name: {"before": len(summary["values"][name]), "after": len(idx)} for name, idx in keep.items()},
-        "gate_epochs": epochs,
-        "converged": callback.converged_epoch is not None,
-        "converged_epoch": callback.converged_epoch,
-        "open_at_end": summary["open"],
-        "gates_undecided_at_end": {n: int(((v > epsilon) & (v < 1 - epsilon)).sum())
-                                   for n, v in summary["values"].items()},
-        "lambda_raises": [{"epoch": e, "lambda": lam, "why": why} for e, lam, why in callback.schedule.raises],
-        "final_lambda": float(penalty.lam.numpy()),
-        "final_mu": float(penalty.mu.numpy()),
-        "lr_dropped_epoch": lr_drop[0].dropped_epoch if lr_drop else None,
-        "gate_seconds": gate_seconds,
-        "execution": gate_history.execution,
-        "finetune_epochs": ft_epochs,
-        "stall_threshold": settings.stall_threshold,
-        "gate_values": {n: np.round(v, 4).tolist() for n, v in summary["values"].items()},
-    }
+    values = facts.pop("gate_values")  # last in run.json, after what only the command records
+    record = {**facts, "gate_seconds": gate_seconds, "execution": gate_history.execution,
+              "finetune_epochs": settings.epochs, "stall_threshold": settings.stall_threshold, "gate_values": values}
     if not record["converged"]:
-        print(f"[pruner] warning: gates did not converge in {epochs} epochs (open {summary['open']} vs targets "
-              f"{targets}); kept the top-n gates anyway — raise --max-epochs or "
-              f"{'--markov-delta' if settings.pruner_optimizer == 'markov' else '--gate-lr'}")
+        print(f"[pruner] warning: gates did not converge in {record['gate_epochs']} epochs (open "
+              f"{record['open_at_end']} vs targets {phase.targets}); kept the top-n gates anyway — raise "
+              f"--max-epochs or {'--markov-delta' if settings.pruner_optimizer == 'markov' else '--gate-lr'}")
     return CompressionResult(model=pruned, record=record, history=history,
                              resolved=unset_values(settings, gate_phase_config(reference, settings).to_dict()),
                              plots=lambda folder: plot_gates(gate_history, record, folder))

@@ -180,9 +180,9 @@ def report(paths, out, overwrite=False, files=True):
 
 
 def _deployed_files(folder):
-    """The deployable files' columns of the model directory ``folder`` (TensorFlow: only then)."""
-    from kcompress.deploy.sizes import deployed_columns
-    from kcompress.pipeline import load_reference
+    """The deployable files' columns of the model directory ``folder``."""
+    from kcompress.deploy.sizes import deployed_columns  # TensorFlow: only when files are measured
+    from kcompress.pipeline import load_reference  # likewise
 
     ref = load_reference(folder)
     return deployed_columns(ref.model, ref.data.x_train, ref.folder)

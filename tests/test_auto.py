@@ -140,8 +140,13 @@ def test_tabular_npz_and_a_reference_without_validation(tmp_path, capsys):
     assert summary["chosen"]["objective"] < summary["reference"]["objective"]  # units really removed
     api.train(tmp_path / "noval", model="lenet300", data=str(tmp_path / "t.npz"), epochs=1, seed=0, verbose=0,
               val_split=0)
-    code = main(["compress", "--from", str(tmp_path / "noval"), "--method", "auto", "--out", str(tmp_path / "x")])
+    code = main(["compress", "--from", str(tmp_path / "noval"), "--method", "auto", "--selection", "validation",
+                 "--out", str(tmp_path / "x")])
     assert code == 2 and "--val-split" in capsys.readouterr().err
+    from kcompress.pipeline import load_reference
+    from kcompress.tuning.auto import selection_split
+
+    assert selection_split(load_reference(tmp_path / "noval").data)[2] == "half the test split (30 examples)"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -197,3 +202,71 @@ def test_a_bayesian_search_repeats_no_trial(reference_dir, tmp_path, monkeypatch
     summary = api.compress(reference_dir, "auto", tmp_path / "auto", search="bayesian", max_trials=10,
                            methods="lc,prune", space=space, max_error_increase=0.5)
     assert len(seen) == len(set(seen)) == 10 and summary["chosen"] is None
+
+
+def test_a_small_validation_split_gives_way_to_half_the_test_split(small_mnist):
+    from dataclasses import replace
+
+    from kcompress.tuning.auto import selection_split, test_halves
+
+    x, _, name = selection_split(small_mnist)  # 500 validation images: one image is 0.2 pp
+    chosen, held = test_halves(small_mnist, seed=0)
+    assert len(x) == len(chosen) == 250 and name == "half the test split (250 examples)"
+    assert not set(chosen) & set(held) and sorted([*chosen, *held]) == list(range(500))
+    np.testing.assert_array_equal(x, small_mnist.x_test[chosen])
+    big = replace(small_mnist, x_val=np.zeros((2000, 784), "float32"), y_val=np.zeros(2000, "int64"))
+    assert selection_split(big)[2] == "the validation split (2000 examples)"
+    assert selection_split(small_mnist, "validation")[2] == "the validation split (500 examples)"
+    assert selection_split(big, "test-half")[2] == "half the test split (250 examples)"
+
+
+def test_the_search_starts_from_the_known_good_recipes(reference_dir):
+    from kcompress.methods import settings_class
+    from kcompress.tuning.auto import AutoTrial
+    from kcompress.tuning.settings import AutoSettings
+
+    runner = AutoTrial(reference_dir, AutoSettings(max_trials=6))
+    first = runner.first_trials()
+    assert len(first) == 3  # half the trials: the oracle's own search keeps the other half
+    assert [v["method"] for v in first] == ["lc>cluster", "lc>qat", "prune+cluster>qat"]  # 34·7.9, 34·4, 30·4
+    assert first[0] == {"method": "lc>cluster", "lc.task": "all:prune-l0:kappa=0.02", "cluster.clusters": 16}
+    assert all(f in settings_class(m).RECIPE for m in runner.spaces for f in runner.spaces[m])
+    moved = AutoTrial(reference_dir, AutoSettings(methods="prune", space=("prune.sparsity=0.5:0.8",)))
+    assert moved.first_trials() == [{"method": "prune", "prune.sparsity": 0.5}]  # 0.95 is out of the given range
+
+
+def test_the_recipes_are_tried_before_the_oracle_s_own_proposals(reference_dir, tmp_path):
+    from kcompress import api
+
+    out = tmp_path / "auto"
+    api.compress(reference_dir, "auto", out, methods="prune,cluster", max_trials=2, max_error_increase=5.0,
+                 space=["prune.epochs=1", "cluster.epochs=1"])
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["method"] == "prune" and float(rows[0]["prune.sparsity"]) == 0.95  # the recipe, then Bayesian
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["selection"] == "half the test split (5000 examples)"
+    if summary["chosen"]:
+        held = summary["held_out"]
+        assert held["n"] == 5000 and held["ci95"][0] <= held["difference"] <= held["ci95"][1]
+        assert held["difference"] == pytest.approx(held["error"] - held["reference"])
+
+
+def test_after_the_recipes_the_search_bisects_between_the_best_within_budget_and_the_nearest_over_it(reference_dir):
+    from kcompress.tuning.auto import AutoTrial
+    from kcompress.tuning.settings import AutoSettings
+
+    runner = AutoTrial(reference_dir, AutoSettings(methods="prune+cluster,prune"))
+
+    def trial(sparsity, clusters, ratio, within, error):
+        return ({"method": "prune+cluster", "prune+cluster.sparsity": sparsity, "prune+cluster.clusters": clusters},
+                {"ratio": ratio, "within_budget": float(within), "val_error": error})
+
+    done = [trial(0.9, 16, 31.2, True, 6.0), trial(0.93, 4, 49.8, False, 6.88), trial(0.98, 4, 80.0, False, 9.0),
+            ({"method": "prune", "prune.sparsity": 0.98}, {"ratio": 50.0, "within_budget": 0.0, "val_error": 6.5})]
+    # the nearest over budget of the same method (6.88 %, not 9 %; the prune trial is another method)
+    assert runner.refined_trial(done) == {"method": "prune+cluster", "prune+cluster.sparsity": pytest.approx(0.915),
+                                          "prune+cluster.clusters": 8}
+    assert runner.refined_trial(done[:1] + done[3:]) is None  # nothing over budget to bisect towards
+    # 16 and 8 are next to each other and the sparsity is the same: nothing lies between, the oracle proposes
+    assert runner.refined_trial([trial(0.9, 16, 31.2, True, 6.0), trial(0.9, 8, 40.0, False, 6.5)]) is None

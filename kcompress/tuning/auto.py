@@ -29,6 +29,7 @@ from kcompress.deploy.sizes import VARIANTS, calibration_sample, convert
 from kcompress.errors import UsageError, require
 from kcompress.methods import REGISTRY, settings_class
 from kcompress.methods.base import Reference
+from kcompress.tuning.settings import SELECTION_MIN
 from kcompress.tuning.space import Param, add_param, one_type, parse_item, parse_value, trial_value
 from kcompress.tuning.tuner import TrialImpossible
 from kcompress.tuning.trials import MODEL_DIR, ReferenceTrial, command_args
@@ -112,14 +113,39 @@ def stage_settings(values, spaces):
             for m in values["method"].split(">")]
 
 
-def selection_split(data):
-    """``(x, y)`` on which trials are judged: the validation split (learned-index keys: the keys)."""
+def test_halves(data, seed=0):
+    """Indices ``(selection, held_out)`` of the test split, halved at random (``seed``)."""
+    order = np.random.default_rng(seed).permutation(len(data.x_test))
+    return np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])
+
+
+def selection_split(data, how="auto", seed=0):
+    """``(x, y, name)`` on which trials are judged. ``validation``: the reference's validation split
+    (learned-index keys: the keys, since an index must hold every key); ``test-half``: half the test
+    split, the other half kept unseen for the chosen model's final check; ``auto``: a classifier's
+    validation split when it holds at least :data:`SELECTION_MIN` examples, else ``test-half``.
+    Every trial and the reference are judged on the same examples (a paired comparison)."""
+    keys = "n_keys" in data.info
+    if how == "test-half" or (how == "auto" and not keys and data.task == "classification"
+                              and (not data.has_val or len(data.x_val) < SELECTION_MIN)):
+        require(not keys, "--selection test-half: a learned index has no test split (trials are judged on its keys)")
+        chosen, _ = test_halves(data, seed)
+        return data.x_test[chosen], data.y_test[chosen], f"half the test split ({len(chosen)} examples)"
     if data.has_val:
-        return data.x_val, data.y_val
-    require("n_keys" in data.info, "--method auto judges trials on a validation split and the reference's data has "
-                                   "none: train the reference with --val-split > 0 (the test split is kept for the "
-                                   "final check)")
-    return data.x_train, data.y_train
+        return data.x_val, data.y_val, f"the validation split ({len(data.x_val)} examples)"
+    require(keys, "--method auto judges trials on a validation split and the reference's data has "
+                  "none: train the reference with --val-split > 0, or use --selection test-half")
+    return data.x_train, data.y_train, f"the keys ({len(data.x_train)})"
+
+
+def _between(p, a, b):
+    """The value halfway between ``a`` and ``b`` of the searched :class:`Param` ``p`` (a choice: the middle
+    of their positions in ``p.choices``, rounded towards ``a``)."""
+    if p.is_range:
+        mid = (float(a) + float(b)) / 2
+        return int(round(mid)) if p.integer else mid
+    i, j = p.choices.index(a), p.choices.index(b)
+    return p.choices[i + int((j - i) / 2)]  # towards a: next to a, nothing lies between
 
 
 class AutoTrial(ReferenceTrial):
@@ -135,7 +161,8 @@ class AutoTrial(ReferenceTrial):
         self.names = candidate_names(settings.objective, settings.methods)
         require(self.names, f"--objective {settings.objective}: no method declares a search space that lowers it")
         self.spaces = method_spaces(self.names, settings.space)
-        self.split = selection_split(self.data)
+        *self.split, self.split_name = selection_split(self.data, settings.selection, seed)
+        self.held_out = test_halves(self.data, seed)[1] if self.split_name.startswith("half the test") else None
         self.searchable = ("method",) + tuple(f"{m}.{f}" for m, s in self.spaces.items() for f in s)
         self.reference_error = self.error(self.reference.model)
         self.error_budget = (settings.max_error if settings.max_error is not None
@@ -151,6 +178,52 @@ class AutoTrial(ReferenceTrial):
         space = {"method": Param("method", choices=tuple(self.names))}
         space.update({f"{m}.{f}": p for m, s in self.spaces.items() for f, p in s.items()})
         return space
+
+    def first_trials(self):
+        """The known-good recipes (``RECIPE`` of each stage's settings) the search tries first, highest
+        ``RECIPE_GAIN`` first (a chain's: the product of its stages'), at most half the trials so that the
+        oracle's own search keeps the other half. A value ``--space`` moved out of reach is replaced by the
+        given space's first."""
+        def gain(name):
+            return float(np.prod([settings_class(m).RECIPE_GAIN for m in name.split(">")]))
+
+        ranked = sorted(self.names, key=gain, reverse=True)
+        return [self.recipe(name) for name in ranked[: max(1, self.settings.trials // 2)]]
+
+    def recipe(self, name):
+        """The values of ``name``'s recipe trial."""
+        values = {"method": name}
+        for m in name.split(">"):
+            known = settings_class(m).RECIPE
+            for f, p in self.spaces[m].items():
+                v = known.get(f)
+                fits = v is not None and ((p.low <= v <= p.high) if p.is_range else v in p.choices)
+                values[f"{m}.{f}"] = v if fits else (p.low if p.is_range else p.choices[0])
+        return values
+
+    def refined_trial(self, done):
+        """The next trial after the recipes: halfway between the best trial within the budget and, of the
+        same method or chain, the trial over it with the smallest overshoot among those that compressed more
+        (a bisection between a setting known to hold the budget and one known to break it; a choice moves to
+        the middle of the two in its declared order). None when there is no such pair or nothing between
+        them: the oracle then proposes."""
+        scored = [(v, m) for v, m in done if m.get("ratio") is not None]
+        within = [(v, m) for v, m in scored if m.get("within_budget")]
+        if not within:
+            return None
+        best, best_m = max(within, key=lambda vm: vm[1]["ratio"])
+        over = [(v, m) for v, m in scored if not m.get("within_budget") and v["method"] == best["method"]
+                and m["ratio"] > best_m["ratio"]]
+        if not over:
+            return None
+        far = min(over, key=lambda vm: vm[1]["val_error"])[0]
+        keys = [f"{m}.{f}" for m in best["method"].split(">") for f in self.spaces[m]]
+        middle = {"method": best["method"], **{k: _between(self._param(k), best[k], far[k]) for k in keys}}
+        return None if all(middle[k] == best[k] for k in keys) else middle
+
+    def _param(self, key):
+        method, field = key.split(".", 1)
+        return self.spaces[method][field]
 
     def check(self):
         """Exit 2 now for a declared or given candidate that cannot run (every low, high and choice)."""

@@ -15,7 +15,9 @@ import shutil
 from pathlib import Path
 
 from kcompress.core.modeldir import check_apart, write_json
-from kcompress.core.objectives import evaluate_model, primary_metric
+import numpy as np
+
+from kcompress.core.objectives import evaluate_model, predict, predicted_classes, primary_metric
 from kcompress.core.source import Source
 from kcompress.deploy.check import export_and_check
 from kcompress.deploy.settings import ExportSettings
@@ -44,7 +46,7 @@ def compress_auto(from_dir, out, overwrite=False, seed=0, **settings):
     recorded = {"method": "auto", "from_dir": str(from_dir), "seed": seed, "spaces": runner.params(), **source,
                 **{k: v for k, v in s.to_dict().items() if k not in PER_RUN}}
     print(f"auto search over {', '.join(runner.names)}: reference {s.objective} {runner.reference_objective:.4g}, "
-          f"validation error {runner.reference_error:.4g}, budget {runner.error_budget:.4g}", flush=True)
+          f"error {runner.reference_error:.4g} on {runner.split_name}, budget {runner.error_budget:.4g}", flush=True)
     out = Path(out)
     oracle = run_search(out, recorded, hp, grid, runner, "auto_score", s.search, s.trials, seed, overwrite,
                         s.chief, s.worker, s.tuner_id, s.time_budget)
@@ -70,6 +72,8 @@ def finish(out, report, front, runner, seed):
         model = load_reference(out / BEST_DIR)
         summary["test"] = {key: evaluate_model(model.model, model.data)[key],
                            "reference": runner.reference.run.metric(key)}
+        if runner.held_out is not None:
+            summary["held_out"] = paired_difference(model.model, runner.reference.model, runner.data, runner.held_out)
         try:
             settings = ExportSettings.from_dict({"formats": ("tflite", "onnx")})  # every TFLite variant, int8 too
             check = export_and_check(model, out / "exported", settings, overwrite=True, seed=seed)
@@ -88,6 +92,18 @@ def finish(out, report, front, runner, seed):
     return summary
 
 
+def paired_difference(model, reference, data, idx):
+    """The chosen model's and the reference's test error on the held-out test examples ``idx`` (none of
+    them judged a trial), and the difference with its 95 % interval (normal approximation of the mean of
+    the per-example differences, each −1, 0 or +1: a paired comparison)."""
+    x, y = data.x_test[idx], data.y_test[idx]
+    wrong = [predicted_classes(predict(m, x), data) != y for m in (model, reference)]
+    d = wrong[0].astype(float) - wrong[1]
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return {"n": int(len(d)), "error": 100 * wrong[0].mean(), "reference": 100 * wrong[1].mean(),
+            "difference": 100 * d.mean(), "ci95": [100 * (d.mean() - half), 100 * (d.mean() + half)]}
+
+
 def read_run_report(folder):
     """The deployment check's ``report.json`` (written before a failed check raises)."""
     return json.loads((Path(folder) / "report.json").read_text())
@@ -97,7 +113,8 @@ def _summary(report, front, runner, chosen):
     rows = report["trials"]
     done = [r for r in rows if r["status"] == "COMPLETED"]
     s = runner.settings
-    summary = {"objective": s.objective, "reference": {"objective": runner.reference_objective,
+    summary = {"objective": s.objective, "selection": runner.split_name,
+               "reference": {"objective": runner.reference_objective,
                                                        "val_error": runner.reference_error},
                "error_budget": runner.error_budget, "trials": len(rows), "completed": len(done),
                "within_budget": sum(bool(r["metrics"].get("within_budget")) for r in done),
@@ -116,8 +133,8 @@ def summary_text(summary, runner):
     s, ref = runner.settings, summary["reference"]
     unit = " %" if runner.task == "classification" else " positions"
     lines = [f"# compress --method auto: {s.objective}",
-             f"- reference: {s.objective} {ref['objective']:.4g}, validation error {ref['val_error']:.4g}{unit}; "
-             f"budget {summary['error_budget']:.4g}{unit}",
+             f"- trials judged on {summary['selection']}; reference: {s.objective} {ref['objective']:.4g}, "
+             f"error there {ref['val_error']:.4g}{unit}; budget {summary['error_budget']:.4g}{unit}",
              f"- {summary['trials']} trials ({summary['completed']} completed, {summary['within_budget']} within "
              f"budget) in {summary['trial_seconds'] / 60:.1f} min of trial time; front: trials "
              f"{', '.join(summary['front']) or '-'} (pareto.md, pareto.png)"]
@@ -131,9 +148,14 @@ def summary_text(summary, runner):
     lines += [f"- chosen: trial {chosen['trial']} ({what}) -> best/"
               + (f", shipped as its {chosen['file']} file" if chosen.get("file") else ""),
               f"- {s.objective}: {chosen['objective']:.4g} = {chosen['ratio']:.3g}x better than the reference{against} "
-              f"({chosen['bits_ratio']:.3g}x fewer storage bits); validation error {chosen['val_error']:.4g}{unit}",
+              f"({chosen['bits_ratio']:.3g}x fewer storage bits); selection error {chosen['val_error']:.4g}{unit}",
               f"- test split (once, for the chosen model): {key} {test[key]:.4g}{unit} "
               f"(reference {test['reference'] if test['reference'] is None else format(test['reference'], '.4g')}{unit})"]
+    held = summary.get("held_out")
+    if held:
+        lines.append(f"- held-out half of the test split ({held['n']} examples no trial was judged on): {held['error']:.4g} % "
+                     f"vs the reference's {held['reference']:.4g} %, difference {held['difference']:+.2f} pp "
+                     f"(95 % interval {held['ci95'][0]:+.2f} to {held['ci95'][1]:+.2f} pp, paired)")
     export = summary["export"]
     lines.append(f"- deployment check: {'pass' if export['passed'] else 'FAIL'} ({export['folder']}); ONNX batch-256 "
                  f"latency {export['onnx']['batch_latency_ms']:.3f} ms; float32 TFLite gzip "

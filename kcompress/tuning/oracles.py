@@ -13,6 +13,7 @@ import keras_tuner as kt
 from keras_tuner.src.engine import trial as trial_module
 
 RUNNING, STOPPED = trial_module.TrialStatus.RUNNING, trial_module.TrialStatus.STOPPED
+COMPLETED = trial_module.TrialStatus.COMPLETED
 NO_FAILURE_LIMIT = sys.maxsize  # a grid may hold whole rows that diverge (lr too high): keep going
 
 
@@ -27,6 +28,8 @@ class _ResumableOracle:
 
     time_budget = None
     unique = False  # random and Bayesian search: never propose values a trial already holds
+    first = ()  # value dicts tried before the oracle's own proposals (the auto search's known-good recipes)
+    refine = None  # (values, metrics) of the completed trials -> a value dict to try next, or None
 
     def spent_seconds(self):
         """The summed ``seconds`` metric of the trials that finished."""
@@ -36,6 +39,12 @@ class _ResumableOracle:
     def populate_space(self, trial_id):
         if self.time_budget is not None and self.spent_seconds() >= self.time_budget:
             return {"status": STOPPED, "values": None}
+        untried = [v for v in self.first if not self._repeats(v)]
+        if untried:  # counted by a Bayesian oracle among its initial points, as its random ones would be
+            return {"status": RUNNING, "values": dict(untried[0])}
+        refined = self.refine(self._completed()) if self.refine is not None else None
+        if refined is not None and not self._repeats(refined):
+            return {"status": RUNNING, "values": dict(refined)}
         proposal = super().populate_space(trial_id)
         if self.unique and proposal.get("values") is not None and self._repeats(proposal["values"]):
             # Keras Tuner's Bayesian oracle re-proposed one LC setting 9 times in a row in an auto
@@ -43,6 +52,11 @@ class _ResumableOracle:
             values = self._random_values()
             proposal = {"status": RUNNING, "values": values} if values is not None else {"status": STOPPED, "values": None}
         return proposal
+
+    def _completed(self):
+        """``[(values, metrics)]`` of the completed trials, metrics as their last values."""
+        return [(dict(t.hyperparameters.values), {k: t.metrics.get_last_value(k) for k in t.metrics.metrics})
+                for t in self.trials.values() if t.status == COMPLETED]
 
     def _active(self, values):
         """``values`` restricted to the hyperparameters active under them (a method's own settings)."""

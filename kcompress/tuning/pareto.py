@@ -38,15 +38,15 @@ def write_pareto(out, rows, runner):
               "within_budget": "yes" if r["metrics"]["within_budget"] else "no"} for r in front]
     objective = runner.settings.objective
     columns = [("trial",), ("method",), ("settings",), ("objective", LABELS[objective], "{:.4g}"),
-               ("ratio", "x better than reference", "{:.3g}"), ("val_error", "validation error", "{:.4g}"),
+               ("ratio", "x better than reference", "{:.3g}"), ("val_error", "selection error", "{:.4g}"),
                ("within_budget", "within budget")]
-    title = (f"Pareto front: {LABELS[objective]} vs validation error (reference {runner.reference_objective:.4g} at "
+    title = (f"Pareto front: {LABELS[objective]} vs selection error (reference {runner.reference_objective:.4g} at "
              f"{runner.reference_error:.4g}; budget {runner.error_budget:.4g})")
     write_table(out / "pareto", table, columns, title=title)
     if done:
         plots.pareto_front([(x, y, not runner.within(y)) for x, y in points],
                            [(r["metrics"]["objective"], r["metrics"]["val_error"]) for r in front],
                            runner.error_budget, (runner.reference_objective, runner.reference_error),
-                           out / "pareto.png", LABELS[objective], "validation error" +
+                           out / "pareto.png", LABELS[objective], "selection error" +
                            (" (%)" if runner.task == "classification" else " ε (positions)"))
     return front

@@ -163,5 +163,7 @@ def build_tuner(search, objective, hp, grid_values, runner, max_trials, out, see
 
     budget = runner.max_budget() if search == "hyperband" else None
     oracle = make_oracle(search, objective, hp, grid_values, max_trials, budget, seed, time_budget)
+    oracle.first = list(getattr(runner, "first_trials", list)())  # known-good starting points, if the runner has any
+    oracle.refine = getattr(runner, "refined_trial", None)
     return KcTuner(oracle, runner, objective, directory=str(out.parent), project_name=out.name, overwrite=False)
 

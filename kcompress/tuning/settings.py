@@ -17,6 +17,8 @@ from kcompress.methods import REGISTRY
 OBJECTIVES = ("bits", "gzip-tflite", "deployed-size", "latency", "params")
 SEARCHES = ("grid", "random", "bayesian", "hyperband")  # the Keras Tuner oracles of tune
 AUTO_SEARCHES = ("bayesian", "random", "grid")  # hyperband's brackets do not fit a budget of compressions
+SELECTIONS = ("auto", "validation", "test-half")
+SELECTION_MIN = 2000  # examples: on the sample's 500 validation images one image is 0.2 pp of a 0.5 pp budget
 UNITS = {"s": 1, "m": 60, "h": 3600}
 UNLIMITED = 999  # the trial limit under --time-budget alone (Keras Tuner pads trial ids to its width)
 
@@ -75,6 +77,12 @@ class AutoSettings(Workers):
                                             "points for classes, positions of ε for learned indexes")
     max_error: Optional[float] = option(None, "absolute budget on the validation error instead (%, or ε in "
                                               "positions; unset: --max-error-increase decides)")
+    selection: str = option("auto", "the examples trials are judged on: validation (the reference's validation "
+                                    "split), test-half (half the test split, chosen at random; the chosen model's "
+                                    "final test on the other half, paired with the reference's on the same "
+                                    f"examples), auto (a classifier's validation split when it holds at least "
+                                    f"{SELECTION_MIN:,} examples, else test-half: on 500 images one image is 0.2 pp)",
+                            choices=SELECTIONS)
     methods: Optional[str] = option(None, "comma list of methods and chains A>B to search (unset: every method and "
                                           "declared chain that lowers --objective)")
     space: tuple = option((), "METHOD.FIELD=VALUES replaces a method's declared search space for a field (a single "

@@ -126,7 +126,7 @@ def evaluate(model, data=None, loss=None, metric=None):
 
 def compress(model, method, out=None, overwrite=False, seed=0, data=None, loss=None, metric=None, **settings):
     """Compress ``model`` (a Keras model object, a model file or a model directory) with ``method``
-    (prune, cluster, prune+cluster, lc, pruner, alpha; or auto). ``settings`` are the method's settings
+    (prune, cluster, prune+cluster, lc, pruner, alpha, qat; or auto). ``settings`` are the method's settings
     (``kcompress compress --method NAME --help`` lists them with their defaults); a sweepable setting
     given as a list (or a comma string) runs a sweep. ``data``: numpy arrays (``dict(x_train=...,
     y_train=..., x_test=..., y_test=...)``), an npz path or a ``--data`` spec, needed for a bare model;

@@ -152,14 +152,16 @@ def _true_to_the_weights(run, model, data, folder):
 
 
 # ---------------------------------------------------------------- writing a model directory
-def finish(model, data, record, folder, title, plot=None, markers=()):
-    """Evaluate ``model``, save it with its :class:`RunRecord` ``record`` (metrics added) and its plots
-    into ``folder``."""
+def finish(model, data, record, folder, title, plot=None, markers=(), files=None):
+    """Evaluate ``model``, save it with its :class:`RunRecord` ``record`` (metrics added), its plots and
+    ``files`` (name → bytes, a method's own files) into ``folder``."""
     folder = Path(folder)
     test_pred = predict(model, data.x_test)
     record.metrics = evaluate_model(model, data, test_pred=test_pred)
     record.weights_sha1 = weights_digest(model.get_weights())
     save_model(model, folder)
+    for name, blob in (files or {}).items():
+        (folder / name).write_bytes(blob)
     record.model_sha1 = model_file_digest(folder)
     record.write(folder)
     history = record.curves
@@ -271,7 +273,8 @@ def compress_one(ref, settings, folder, seed=0, label=""):
                            objective=ref.run.objective, dataset=ref.data.describe(), train=ref.train.to_dict(),
                            reference_metrics=ref.run.metrics, compression=stats, history=result.history,
                            method=result.record, resolved=result.resolved or None, compress_seconds=seconds)
-    finish(result.model, ref.data, record, folder, title=f"{settings.NAME} {label}".strip(), plot=result.plots)
+    finish(result.model, ref.data, record, folder, title=f"{settings.NAME} {label}".strip(), plot=result.plots,
+           files=result.files)
     print(f"\n[{settings.NAME} {label}] " + summary_line(record, ref.data))
     print(format_stats(stats))
     return record, result.model

@@ -48,6 +48,15 @@ def reference(reference_dir):
     return load_reference(reference_dir)
 
 
+@pytest.fixture(scope="module")
+def small(reference):
+    """The session reference on 1000 training samples and 500 test samples (fast fine-tuning)."""
+    d = reference.data
+    data = replace(d, x_train=d.x_train[:1000], y_train=d.y_train[:1000], x_val=d.x_val[:200],
+                   y_val=d.y_val[:200], x_test=d.x_test[:500], y_test=d.y_test[:500])
+    return replace(reference, data=data)
+
+
 @pytest.fixture(scope="session")
 def small_mnist():
     """A slice of the bundled MNIST sample (800 training images with a validation split, 500 test)."""

@@ -17,15 +17,6 @@ KERNELS = ("dense_1", "dense_2", "dense_3")
 QUICK = dict(epochs=1, batch_size=100)  # 10 steps per epoch on the 1000-sample subset
 
 
-@pytest.fixture(scope="module")
-def small(reference):
-    """The session reference on 1000 training samples and 500 test samples (fast fine-tuning)."""
-    d = reference.data
-    data = replace(d, x_train=d.x_train[:1000], y_train=d.y_train[:1000], x_val=d.x_val[:200],
-                   y_val=d.y_val[:200], x_test=d.x_test[:500], y_test=d.y_test[:500])
-    return replace(reference, data=data)
-
-
 def run_method(module, cls, ref, **settings):
     return module.run(replace(ref, model=clone(ref.model)), cls.from_dict({**QUICK, **settings}))
 

@@ -8,7 +8,10 @@ For every weight array the storage cost is the cheapest of the encodings that ap
   entries holding a zero, as in Han et al. 2016, "Deep Compression");
 - shared values: ⌈log₂ k⌉ bits per weight plus a 32-bit codebook of the k distinct values;
 - sparse + shared: the sparse position code plus ⌈log₂ k⌉ bits per non-zero and a codebook
-  of the k distinct non-zero values.
+  of the k distinct non-zero values;
+- int8: 8 bits per weight plus a 32-bit scale per output channel (last axis), when every channel's
+  values lie on a grid k·s with integer |k| ≤ 127 — a kernel fake-quantized per channel by
+  quantization-aware training holds up to 255 values per channel, too many to share across channels.
 
 Every weight array of every layer is counted (a separable convolution's depthwise and pointwise
 kernels, biases, batch-norm parameters and statistics). A low-rank layer is factorised into two
@@ -21,6 +24,8 @@ import math
 import numpy as np
 
 FLOAT_BITS = 32
+INT8_LEVELS = 127  # symmetric int8 with a narrow range, as tfmot's weight quantizers and TFLite's int8 kernels
+GRID_TOLERANCE = 1e-4  # |k − round(k)| of a value on the grid: float32 rounding of k·s, far below a step
 
 
 def weights_digest(arrays):
@@ -57,7 +62,8 @@ def position_bits(flat, filler_value_bits=FLOAT_BITS):
 
 def array_bits(w):
     """(bits, encoding name) of the cheapest encoding of weight array ``w``."""
-    flat = np.asarray(w).ravel()
+    w = np.asarray(w)
+    flat = w.ravel()
     n = flat.size
     nnz = int(np.count_nonzero(flat))
     options = {"dense": n * FLOAT_BITS}
@@ -71,8 +77,31 @@ def array_bits(w):
     k = len(np.unique(flat))
     if k < n:
         options["shared"] = n * index_bits(k) + k * FLOAT_BITS
+    if on_int8_grid(w):
+        options["int8"] = n * 8 + w.shape[-1] * FLOAT_BITS
     best = min(options, key=options.get)
     return options[best], best
+
+
+def on_int8_grid(w):
+    """Whether every output channel (last axis) of ``w`` (rank ≥ 2) lies on a grid k·s of its own, integer
+    |k| ≤ :data:`INT8_LEVELS`. Such a grid has s = max|w| / M for some integer M ≤ 127 (the largest |k|), so
+    the M are tried in turn; a channel with more than 255 distinct values is off every grid at once."""
+    if w.ndim < 2 or not w.size:
+        return False
+    channels = w.reshape(-1, w.shape[-1]).T.astype(np.float64)
+    ordered = np.sort(channels, axis=1)
+    if np.max(1 + np.count_nonzero(np.diff(ordered, axis=1), axis=1)) > 2 * INT8_LEVELS + 1:
+        return False
+    top = np.max(np.abs(channels), axis=1, keepdims=True)
+    ratios = channels / np.where(top > 0, top, 1.0)  # in [-1, 1]; an all-zero channel is on every grid
+    found = np.zeros(len(channels), bool)
+    for m in range(1, INT8_LEVELS + 1):
+        k = ratios[~found] * m
+        found[~found] = np.all(np.abs(k - np.round(k)) <= GRID_TOLERANCE, axis=1)
+        if found.all():
+            return True
+    return False
 
 
 def array_name(weight, weights):

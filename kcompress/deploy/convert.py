@@ -3,7 +3,10 @@
 TFLite modes: ``float32``; ``dynamic`` (dynamic-range: int8 weights, float activations);
 ``float16`` (float16 weights); ``int8`` (full-integer with int8 input/output, calibrated on a
 representative sample of training inputs). ONNX through tf2onnx with an explicit input
-signature (tf2onnx needs it for Keras models), checked with ``onnx.checker``.
+signature (tf2onnx needs it for Keras models), checked with ``onnx.checker``. A quantization-aware
+model (tfmot's wrappers, ``--method qat``) converts as it is: in ``int8`` its fake-quant ranges give the
+scales and the sample calibrates only the layers it left in float; tf2onnx turns them into
+QuantizeLinear/DequantizeLinear pairs.
 """
 import gzip
 

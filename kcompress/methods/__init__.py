@@ -17,6 +17,7 @@ REGISTRY = {
     "lc": "kcompress.methods.lc.settings:LCSettings",
     "pruner": "kcompress.methods.pruner.settings:PrunerSettings",
     "alpha": "kcompress.methods.alpha.settings:AlphaSettings",
+    "qat": "kcompress.methods.qat.settings:QATSettings",
 }
 
 

@@ -35,8 +35,12 @@ class MethodSettings(Settings):
     # compress --method auto: the searched fields (field -> a tuple of candidates, or a range
     # "LOW:HIGH[:log]"), the objectives the method can lower, the methods that may follow it
     SEARCH: ClassVar[dict] = {}
-    REDUCES: ClassVar[tuple] = ("bits", "gzip-tflite")
+    REDUCES: ClassVar[tuple] = ("bits", "gzip-tflite", "deployed-size")
     THEN: ClassVar[tuple] = ()
+    # the auto search's first trials: a known-good value of each searched field, and the bits ratio it
+    # reached on LeNet-300-100 within +0.5 pp (bench/results/), which orders the recipes (a chain: the product)
+    RECIPE: ClassVar[dict] = {}
+    RECIPE_GAIN: ClassVar[float] = 1.0
 
     layers: Optional[str] = option(None, "comma-separated layer names to compress (unset: the method's choice)")
     batch_size: Optional[object] = option(None, f"mini-batch size or 'full' (unset: {REFERENCE})", parse=batch_size,
@@ -121,13 +125,15 @@ class Reference:
 @dataclass
 class CompressionResult:
     """A method's output: a plain Keras model plus what it wants recorded and drawn; ``resolved``
-    holds the values its unset settings took (see :func:`unset_values`)."""
+    holds the values its unset settings took (see :func:`unset_values`); ``files`` (name → bytes) are
+    written into the model directory beside the model (QAT's int8 TFLite file)."""
 
     model: object
     record: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
     plots: Optional[Callable[[Path], None]] = None
     resolved: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
 
 
 class Method(Protocol):

@@ -15,7 +15,7 @@ from kcompress.core.modeldir import RUN_FILE, model_file_digest
 from kcompress.core.record import RunRecord
 from kcompress.errors import UsageError, require
 
-SHARED = ("shared", "sparse+shared")  # the encodings of core.stats that store a codebook
+SHARED = ("shared", "sparse+shared", "int8")  # the encodings of core.stats that store a codebook (int8: a grid)
 
 
 def model_dirs(paths):

@@ -62,6 +62,8 @@ class PruneSettings(FinetuneSettings):
     HELP = ("tfmot magnitude pruning to --sparsity (polynomial or constant schedule, or --m-by-n), "
             "fine-tuned, stripped")
     SEARCH = {"sparsity": "0.8:0.98"}  # at 95 % LeNet-300-100 loses 0.2 pp; the gain in bits is in the tail
+    THEN = ("qat",)  # int8 kernels that keep the zeros (prune-preserving QAT: methods/qat)
+    RECIPE, RECIPE_GAIN = {"sparsity": 0.95}, 15.3
 
     sparsity: float = option(0.9, "target share of zero weights per pruned kernel, in [0, 1)", sweep=True)
     schedule: str = option("polynomial", "polynomial (gradual, Zhu & Gupta) or constant", choices=SCHEDULES,
@@ -134,6 +136,8 @@ class ClusterSettings(_Clustering, FinetuneSettings):
     HELP = ("tfmot weight sharing into --clusters K values per kernel (kmeans++/linear/density/random "
             "init), fine-tuned")
     SEARCH = {"clusters": (2, 4, 8, 16)}
+    THEN = ("qat",)  # int8 kernels that keep the K values (cluster-preserving QAT: methods/qat)
+    RECIPE, RECIPE_GAIN = {"clusters": 16}, 7.9
 
     optimizer: str = option("adam", "fine-tuning optimizer", choices=("sgd", "adam"), sweep=True)
     lr: Optional[float] = option(None, "fine-tuning learning rate (unset: 1e-4 with tfmot's assignments, 3e-3 with "
@@ -161,6 +165,8 @@ class PruneClusterSettings(_Clustering, PruneSettings):
     # 95 % + 4 values: 64x at +0.88 pp. Not K = 2: zero and one shared value cannot hold both signs
     # (LeNet-300-100 fell to chance in the auto search; tfmot refuses it).
     SEARCH = {"sparsity": "0.8:0.98", "clusters": (4, 8, 16)}
+    THEN = ("qat",)  # int8 kernels that keep the zeros and the K values
+    RECIPE, RECIPE_GAIN = {"sparsity": 0.9, "clusters": 16}, 30.0
 
     cluster_epochs: Optional[int] = option(None, "fine-tuning epochs of the clustering stage (unset: 10 with tfmot's "
                                                  "assignments, 100 with fixed ones)", sweep=True)

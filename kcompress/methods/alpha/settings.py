@@ -60,7 +60,7 @@ class AlphaSettings(FinetuneSettings):
     NAME, RUNNER = "alpha", "kcompress.methods.alpha.method"
     HELP = "α-schedule: parallel narrower branches (rank-r bottlenecks) take over from the original layers"
     BUDGET = "epochs_per_alpha"
-    RECIPE, RECIPE_GAIN = {"prune": 0.7, "alpha_decay": 0.2}, 2.0
+    RECIPE, RECIPE_GAIN = {"prune": 0.7, "alpha_decay": 0.2}, 2.0  # prune 0.57: 2.32x (bench/results/auto_defaults.md)
     SEARCH = {"prune": "0.5:0.9", "alpha_decay": (0.1, 0.2)}  # the faster schedules: 2.3-2.9x faster, minutes
     REDUCES = ("bits", "gzip-tflite", "deployed-size", "params", "latency")
 

@@ -43,6 +43,9 @@ METHODS = {
     # ten α values (e^(−0.3k) down to 0.05), two epochs each; α = 0.7, 0.3 at four epochs left 12.8 %
     "alpha": ("alpha", {"prune": 0.3, "alpha_schedule": "exp", "alpha_decay": 0.3, "epochs_per_alpha": 2,
                         "epochs": 6}),
+    # quantization-aware training: the int8 file in the run folder is what is judged (its own test metric)
+    "qat": ("qat", {}),
+    "prune>qat": ("qat", {}),  # from the "prune" row's model: tfmot's pruning-preserving scheme
 }
 # Where a model needs other settings. The regression's mse (8e-4) is 1,000× smaller than a classifier's
 # cross-entropy, so LC's μ starts 50× lower (at 5e-3 the penalty outweighed the loss from the first step:
@@ -114,6 +117,26 @@ def row(name, label, settings, result, check, seconds):
             "seconds": seconds, "settings": settings}
 
 
+def int8_file(result, out):
+    """The QAT run's int8 file: its own test metric (run in LiteRT on the whole test split) and the share of
+    exact zeros in its int8 kernels, read back from the file."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    deployed = result["method"]["deploy"]["tflite_int8"]
+    interp = Interpreter(model_path=str(out / "model_int8.tflite"))
+    kernels = []
+    for d in interp.get_tensor_details():  # the int8 constants of rank >= 2: an activation has no data yet
+        if d["dtype"] == np.int8 and len(d["shape"]) >= 2:
+            try:
+                kernels.append(interp.get_tensor(d["index"]))
+            except ValueError:
+                continue
+    zeros = float(np.mean(np.concatenate([k.ravel() for k in kernels]) == 0)) if kernels else None
+    return {"int8_metric": deployed["value"], "int8_agreement": deployed["agreement"], "int8_zeros": zeros,
+            "int8_gzip_bytes": deployed["gzip_bytes"]}
+
+
 def _onnx_ms(check):
     return next((f["batch_latency_ms"] for f in check["files"] if f["variant"] == "onnx"), None)
 
@@ -122,7 +145,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small data and 2 training epochs (a smoke run)")
     p.add_argument("--models", default="cnn,onehot,h5,sigmoid,regression")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=",".join(METHODS), help="prune>qat needs prune before it in the list")
+    p.add_argument("--suffix", default="", help="results as your_model-SUFFIX.md/json (a partial run)")
     args = p.parse_args()
     files = references(args.quick)
     rows, start = [], time.time()
@@ -135,9 +159,12 @@ def main():
             method, settings = settings_for(name, label, args.quick)
             out = WORK / f"{name}-{label.replace(' ', '-').replace('+', '_')}"
             t = time.time()
-            result = api.compress(path, method, out, overwrite=True, data=npz, **settings)
+            source, data = (WORK / f"{name}-prune", None) if label == "prune>qat" else (path, npz)
+            result = api.compress(source, method, out, overwrite=True, data=data, **settings)
             check = api.export(out, WORK / f"exported-{out.name}", overwrite=True, tflite_modes="float32")
             rows.append(row(name, label, settings, result, check, time.time() - t))
+            if method == "qat":
+                rows[-1].update(int8_file(result, out))
             rows[-1]["reference_onnx_batch_ms"] = _onnx_ms(ref_check)
             print(json.dumps(rows[-1]), flush=True)
     write(rows, time.time() - start, args)
@@ -168,14 +195,23 @@ def latency_table(methods, args, rounds=30):
              "alternating rounds)", "", "| model | ms | speed-up vs reference |", "|---|---|---|"]
     lines += [f"| {name} | {np.median(t):.3f} | {ref / np.median(t):.2f}× |" for name, t in times.items()]
     text = "\n".join(lines) + "\n"
-    with open(RESULTS / f"your_model{'-quick' if args.quick else ''}.md", "a") as f:
+    suffix = ("-quick" if args.quick else "") + (f"-{args.suffix}" if args.suffix else "")
+    with open(RESULTS / f"your_model{suffix}.md", "a") as f:
         f.write(text)
     print(text)
 
 
+def _int8_cell(r):
+    """A QAT row's int8 file: its own test metric, agreement and share of zero int8 weights."""
+    if "int8_metric" not in r:
+        return ""
+    return (f"; int8 file {r['int8_metric']:.4g} (agreement {100 * r['int8_agreement']:.2f} %, "
+            f"{100 * r['int8_zeros']:.1f} % zeros, {r['int8_gzip_bytes']:,} B gzip'd)")
+
+
 def write(rows, seconds, args):
     RESULTS.mkdir(parents=True, exist_ok=True)
-    suffix = "-quick" if args.quick else ""
+    suffix = ("-quick" if args.quick else "") + (f"-{args.suffix}" if args.suffix else "")
     (RESULTS / f"your_model{suffix}.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = [f"# Your model through every method (`python bench/your_model.py{' --quick' if args.quick else ''}`)",
              "", f"{len(rows)} runs in {seconds / 60:.1f} min on the 2-core machine; settings in the script's "
@@ -187,7 +223,7 @@ def write(rows, seconds, args):
         lines.append(f"| {r['model']} | {r['method']} | {r['metric']} | {r['reference']:.4g} | {r['compressed']:.4g} "
                      f"| {r['ratio']:.2f}× {r['ratio_kind']} | {'yes' if r['within'] else 'NO'} | {r['export']} | "
                      f"{r['onnx_batch_ms']:.3f} ({r['reference_onnx_batch_ms']:.3f}) | "
-                     + " ".join(f"{k}={v}" for k, v in r["settings"].items()) + " |")
+                     + " ".join(f"{k}={v}" for k, v in r["settings"].items()) + _int8_cell(r) + " |")
     (RESULTS / f"your_model{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -115,7 +115,7 @@ def test_report_gives_ratios_against_the_parent_and_the_root_of_a_chain(referenc
     bits = clustered.compression["total"]["bits"]
     assert clustered["root"] == {"path": str(reference_dir), "bits": root_bits}
     assert clustered.compression["total"]["root_bits_ratio"] == pytest.approx(root_bits / bits)
-    rows = {r["model"]: r for r in api.report([reference_dir, tmp_path / "p", tmp_path / "pc"], tmp_path / "r")}
+    rows = {r["model"]: r for r in api.report([reference_dir, tmp_path / "p", tmp_path / "pc"], tmp_path / "r", files=False)}
     chained = rows[str(tmp_path / "pc")]
     assert chained["bits_ratio"] == pytest.approx(clustered.compression["total"]["reference_bits"] / bits)
     assert chained["root_bits_ratio"] == pytest.approx(root_bits / bits) and chained["root_bits_ratio"] > \
@@ -130,7 +130,7 @@ def test_report_measures_again_a_model_whose_file_was_replaced(reference_dir, tm
     stale = json.loads((tmp_path / "p" / RUN_FILE).read_text())["metrics"]["test_error"]
     shutil.copy(reference_dir / MODEL_FILE, tmp_path / "p" / MODEL_FILE)  # the user swaps the file
     capsys.readouterr()
-    rows = api.report([tmp_path / "p"], tmp_path / "r")
+    rows = api.report([tmp_path / "p"], tmp_path / "r", files=False)
     row = next(r for r in rows if r["model"] == str(tmp_path / "p"))
     assert row["test"] == pytest.approx(api.evaluate(tmp_path / "p")["test_error"])
     assert row["test"] != pytest.approx(stale) and row["bits_ratio"] is None and row["nonzeros"] is None

@@ -13,6 +13,10 @@ metrics and callbacks; a callback runs LC's C-steps and multiplier updates every
     lc.model.fit(train, validation_data=val, epochs=lc.epochs(), callbacks=[lc.callback(), my_callbacks...])
     compressed, stats = lc.finalize()   # a plain Keras model with w = Δ(Θ), and its storage in bits
 
+``compile(..., jit_compile=True, steps_per_execution=100)`` runs the L-steps as ``compress --method lc`` runs
+them (XLA, 100 steps per call: 37-58 % less time per epoch of LeNet-300-100, bench/results/README.md,
+"Execution paths"; LC from a script both ways against the CLI: bench/results/lc_script.md).
+
 Tasks are the strings of ``--task`` (:mod:`kcompress.methods.lc.tasks`): ``"all:prune-l0:kappa=0.05"``,
 ``"each:quant:k=2"``, ``"dense_2:lowrank:rank=10"``, ``"all:quant:k=2+prune-l0:kappa=0.01"``.
 """

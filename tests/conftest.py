@@ -58,6 +58,15 @@ def small(reference):
 
 
 @pytest.fixture(scope="session")
+def mnist():
+    """1500 training and 500 test images of the bundled MNIST sample, all ten classes, flattened (the Keras pieces' tests)."""
+    ds, rng = load_dataset("mnist-sample"), np.random.default_rng(0)
+    tr, te = rng.permutation(len(ds.x_train))[:1500], rng.permutation(len(ds.x_test))[:500]
+    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
+    return flat(ds.x_train[tr]), ds.y_train[tr], flat(ds.x_test[te]), ds.y_test[te]
+
+
+@pytest.fixture(scope="session")
 def small_mnist():
     """A slice of the bundled MNIST sample (800 training images with a validation split, 500 test)."""
     ds = load_dataset("mnist-sample", 0.1)

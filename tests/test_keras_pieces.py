@@ -4,17 +4,7 @@ import pytest
 
 import kcompress.keras as kk
 from kcompress.backend import keras, set_seed, tf
-from kcompress.core.data import load_dataset
 from kcompress.errors import UsageError
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    """1500 training and 500 test images of the bundled MNIST sample, all ten classes, flattened."""
-    ds, rng = load_dataset("mnist-sample"), np.random.default_rng(0)
-    tr, te = rng.permutation(len(ds.x_train))[:1500], rng.permutation(len(ds.x_test))[:500]
-    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
-    return flat(ds.x_train[tr]), ds.y_train[tr], flat(ds.x_test[te]), ds.y_test[te]
 
 
 def user_model(mnist, epochs=3):

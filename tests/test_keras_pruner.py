@@ -10,22 +10,12 @@ import numpy as np
 import pytest
 
 from kcompress.backend import keras, set_seed, tf
-from kcompress.core.data import load_dataset
 from kcompress.errors import UsageError
 from kcompress.keras.pruner import Pruner
 from kcompress.methods.pruner import gates as G
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(gate_lr=0.2, lambda_start=10.0, lambda_every=1)  # gates that settle in a few epochs on small data
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    """1500 training and 500 test images of the bundled MNIST sample, flattened."""
-    ds, rng = load_dataset("mnist-sample"), np.random.default_rng(0)
-    tr, te = rng.permutation(len(ds.x_train))[:1500], rng.permutation(len(ds.x_test))[:500]
-    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
-    return flat(ds.x_train[tr]), ds.y_train[tr], flat(ds.x_test[te]), ds.y_test[te]
 
 
 def user_model(mnist):

@@ -112,7 +112,6 @@ def test_b_the_script_and_the_command_keep_the_same_units_and_weights(mnist):
     from kcompress.methods.pruner.method import gate_phase_config, task_loss
     from kcompress.methods.pruner.settings import PrunerSettings
     from kcompress.pipeline import load_reference
-    from kcompress.training.batches import training_input
     from kcompress.training.loop import compile_model
 
     model, (x, y, xt, yt) = user_model(mnist), mnist
@@ -122,12 +121,7 @@ def test_b_the_script_and_the_command_keep_the_same_units_and_weights(mnist):
 
     ref, settings = load_reference(model, data), PrunerSettings.from_dict(options)
     cfg = gate_phase_config(ref, settings)
-    set_seed(0)
-    pr = Pruner(ref.model, settings)
-    compile_model(pr.model, ref.data, cfg)  # the reference's loss and the command's network optimizer
-    pr.model.fit(**training_input(ref.data, cfg.batch_for(len(ref.data.x_train))), epochs=pr.max_epochs(),
-                 callbacks=[pr.callback()], verbose=0)  # a fixed μ needs no data
-    small, stats = pr.finalize()
+    small, stats = script_run(ref, options)
     record = cli.record["method"]
     assert stats["converged"] and record["converged"] and stats["kept_units"] == record["kept_units"]
     assert stats["gate_epochs"] == record["gate_epochs"] and widths(small) == widths(cli.model) == [16, 8, 10]
@@ -139,6 +133,38 @@ def test_b_the_script_and_the_command_keep_the_same_units_and_weights(mnist):
     seed = adaptive.callback(ref.data.x_train, ref.data.y_train)  # the training split, as the command's
     seed.set_model(adaptive.model)
     assert seed.task_loss() == pytest.approx(task_loss(ref.model, ref, cfg), rel=1e-6)
+
+
+def script_run(ref, options):
+    """The pieces on ``ref`` as the command runs them: its loss, network optimizer and batches, seed 0."""
+    from kcompress.methods.pruner.method import gate_phase_config
+    from kcompress.methods.pruner.settings import PrunerSettings
+    from kcompress.training.batches import training_input
+    from kcompress.training.loop import compile_model
+
+    settings = PrunerSettings.from_dict(options)
+    cfg = gate_phase_config(ref, settings)
+    set_seed(0)
+    pr = Pruner(ref.model, settings)
+    compile_model(pr.model, ref.data, cfg)  # the reference's loss and the command's network optimizer
+    pr.model.fit(**training_input(ref.data, cfg.batch_for(len(ref.data.x_train))), epochs=pr.max_epochs(),
+                 callbacks=[pr.callback()], verbose=0)  # a fixed μ needs no data
+    return pr.finalize()
+
+
+def test_b_on_lenet300_the_script_and_the_command_end_with_the_same_weights(reference_dir):
+    """LeNet-300-100 (the session reference), keep 35 % of each hidden layer at a fixed μ: bit-equal weights."""
+    from kcompress import api
+    from kcompress.pipeline import load_reference
+
+    options = dict(keep=0.35, mu=0.3, max_epochs=8, epochs=0, **FAST)
+    cli = api.compress(reference_dir, "pruner", seed=0, **options)
+    small, stats = script_run(load_reference(reference_dir), options)
+    record = cli.record["method"]
+    assert stats["kept_units"] == record["kept_units"] and stats["gate_epochs"] == record["gate_epochs"]
+    assert [len(v) for v in stats["kept_units"].values()] == [105, 35]
+    for a, b in zip(cli.model.get_weights(), small.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 STRATEGY_SCRIPT = """

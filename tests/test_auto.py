@@ -258,15 +258,21 @@ def test_after_the_recipes_the_search_bisects_between_the_best_within_budget_and
 
     runner = AutoTrial(reference_dir, AutoSettings(methods="prune+cluster,prune"))
 
+    def values(sparsity, clusters):
+        return {"method": "prune+cluster", "prune+cluster.sparsity": sparsity, "prune+cluster.clusters": clusters}
+
     def trial(sparsity, clusters, ratio, within, error):
-        return ({"method": "prune+cluster", "prune+cluster.sparsity": sparsity, "prune+cluster.clusters": clusters},
-                {"ratio": ratio, "within_budget": float(within), "val_error": error})
+        return values(sparsity, clusters), {"ratio": ratio, "within_budget": float(within), "val_error": error}
 
     done = [trial(0.9, 16, 31.2, True, 6.0), trial(0.93, 4, 49.8, False, 6.88), trial(0.98, 4, 80.0, False, 9.0),
             ({"method": "prune", "prune.sparsity": 0.98}, {"ratio": 50.0, "within_budget": 0.0, "val_error": 6.5})]
     # the nearest over budget of the same method (6.88 %, not 9 %; the prune trial is another method)
-    assert runner.refined_trial(done) == {"method": "prune+cluster", "prune+cluster.sparsity": pytest.approx(0.915),
-                                          "prune+cluster.clusters": 8}
-    assert runner.refined_trial(done[:1] + done[3:]) is None  # nothing over budget to bisect towards
-    # 16 and 8 are next to each other and the sparsity is the same: nothing lies between, the oracle proposes
-    assert runner.refined_trial([trial(0.9, 16, 31.2, True, 6.0), trial(0.9, 8, 40.0, False, 6.5)]) is None
+    assert runner.refined_trial(done) == {**values(pytest.approx(0.915), 8)}
+    # nothing over budget to bisect towards, or nothing between (16 and 8 are neighbours, the sparsity the
+    # same): the best's first untried neighbour, the bolder step first (sparsity up a tenth of 0.8-0.98)
+    bolder = values(pytest.approx(0.918), 16)
+    assert runner.refined_trial(done[:1] + done[3:]) == bolder
+    assert runner.refined_trial([trial(0.9, 16, 31.2, True, 6.0), trial(0.9, 8, 40.0, False, 6.5)]) == bolder
+    assert runner.refined_trial([trial(0.9, 16, 31.2, True, 6.0), trial(0.918, 16, 33.0, False, 6.4)]) == \
+        values(pytest.approx(0.909), 16)  # the bisection again: halfway to the bolder step that broke the budget
+    assert runner.refined_trial([trial(0.9, 16, 31.2, False, 7.0)]) is None  # nothing within: the oracle's turn

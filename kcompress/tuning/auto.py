@@ -202,24 +202,43 @@ class AutoTrial(ReferenceTrial):
         return values
 
     def refined_trial(self, done):
-        """The next trial after the recipes: halfway between the best trial within the budget and, of the
-        same method or chain, the trial over it with the smallest overshoot among those that compressed more
-        (a bisection between a setting known to hold the budget and one known to break it; a choice moves to
-        the middle of the two in its declared order). None when there is no such pair or nothing between
-        them: the oracle then proposes."""
+        """The next trial after the recipes, around the best trial within the budget: halfway between it and,
+        of the same method or chain, the trial over the budget with the smallest overshoot among those that
+        compressed more (a bisection between a setting known to hold the budget and one known to break it; a
+        choice moves to the middle of the two in its declared order); with nothing between them, its first
+        untried neighbour (:meth:`neighbours`). None when the oracle should propose."""
         scored = [(v, m) for v, m in done if m.get("ratio") is not None]
         within = [(v, m) for v, m in scored if m.get("within_budget")]
         if not within:
             return None
         best, best_m = max(within, key=lambda vm: vm[1]["ratio"])
+        keys = [f"{m}.{f}" for m in best["method"].split(">") for f in self.spaces[m]]
+        tried = [{k: v.get(k) for k in ["method", *keys]} for v, _ in done]
         over = [(v, m) for v, m in scored if not m.get("within_budget") and v["method"] == best["method"]
                 and m["ratio"] > best_m["ratio"]]
-        if not over:
-            return None
-        far = min(over, key=lambda vm: vm[1]["val_error"])[0]
-        keys = [f"{m}.{f}" for m in best["method"].split(">") for f in self.spaces[m]]
-        middle = {"method": best["method"], **{k: _between(self._param(k), best[k], far[k]) for k in keys}}
-        return None if all(middle[k] == best[k] for k in keys) else middle
+        if over:
+            far = min(over, key=lambda vm: vm[1]["val_error"])[0]
+            middle = {"method": best["method"], **{k: _between(self._param(k), best[k], far[k]) for k in keys}}
+            if middle not in tried:
+                return middle
+        return next((n for n in self.neighbours(best, keys) if n not in tried), None)
+
+    def neighbours(self, values, keys):
+        """``values`` with one searched field moved one step: to the previous, then the next choice in its
+        declared order, or a tenth of its range up, then down (the declared spaces run from the most
+        compressive choice, and a range's high end compresses most, so the bolder step comes first)."""
+        for key in keys:
+            p, v = self._param(key), values[key]
+            if p.is_range:
+                step = (p.high - p.low) / 10
+                moved = [min(p.high, v + step), max(p.low, v - step)]
+                moved = [int(round(m)) for m in moved] if p.integer else moved
+            else:
+                i = p.choices.index(v)
+                moved = [p.choices[j] for j in (i - 1, i + 1) if 0 <= j < len(p.choices)]
+            for m in moved:
+                if m != v:
+                    yield {"method": values["method"], **{k: values[k] for k in keys}, key: m}
 
     def _param(self, key):
         method, field = key.split(".", 1)

@@ -276,3 +276,23 @@ def test_after_the_recipes_the_search_bisects_between_the_best_within_budget_and
     assert runner.refined_trial([trial(0.9, 16, 31.2, True, 6.0), trial(0.918, 16, 33.0, False, 6.4)]) == \
         values(pytest.approx(0.909), 16)  # the bisection again: halfway to the bolder step that broke the budget
     assert runner.refined_trial([trial(0.9, 16, 31.2, False, 7.0)]) is None  # nothing within: the oracle's turn
+
+
+def test_the_budget_judges_the_paired_difference_with_its_confidence(reference_dir):
+    from kcompress.core.objectives import predict, predicted_classes
+    from kcompress.tuning.auto import AutoTrial
+    from kcompress.tuning.settings import AutoSettings
+
+    for confidence, margin in ((0.9, 0.0810), (0.5, 0.0)):
+        runner = AutoTrial(reference_dir, AutoSettings(methods="prune", confidence=confidence))
+        x, y = runner.split
+        assert len(y) == 5000  # half the test split
+        out = predict(runner.reference.model, x)
+        assert runner.error(runner.reference.model, out) == pytest.approx(runner.reference_error)  # no difference
+        worse = out.copy()
+        right = np.flatnonzero(predicted_classes(out, runner.data) == y)[:10]
+        worse[right] = np.roll(worse[right], 1, axis=1)  # 10 more examples wrong: +0.2 pp on 5,000
+        # the paired differences: ten 1s among 5,000, standard deviation 0.04468, standard error 0.0632 pp;
+        # at 90 % one-sided (z = 1.2816) the budget sees 0.0810 pp more
+        assert runner.error(runner.reference.model, worse) == pytest.approx(runner.reference_error + 0.2 + margin,
+                                                                            abs=2e-4)

@@ -83,6 +83,9 @@ class AutoSettings(Workers):
                                     f"examples), auto (a classifier's validation split when it holds at least "
                                     f"{SELECTION_MIN:,} examples, else test-half: on 500 images one image is 0.2 pp)",
                             choices=SELECTIONS)
+    confidence: float = option(0.9, "a classifier's trial is within the budget when its error on the selection "
+                                    "examples plus this one-sided confidence's normal quantile times the standard "
+                                    "error of its paired difference from the reference is (0.5: the error alone)")
     methods: Optional[str] = option(None, "comma list of methods and chains A>B to search (unset: every method and "
                                           "declared chain that lowers --objective)")
     space: tuple = option((), "METHOD.FIELD=VALUES replaces a method's declared search space for a field (a single "
@@ -95,6 +98,7 @@ class AutoSettings(Workers):
                                           metavar="DURATION")
 
     def check(self):
+        require(0.5 <= self.confidence < 1, f"--confidence must be in [0.5, 1), got {self.confidence}")
         positive(self.max_error_increase, "--max-error-increase", allow_zero=True)
         positive(self.max_error, "--max-error", allow_zero=True)
         positive(self.max_trials, "--max-trials")
